@@ -1,0 +1,128 @@
+"""Which machine are we on? Pick the named preset (profile) and the folders it writes to.
+
+Hand-written glue (not generated from a notebook). Every notebook starts with
+`profile = active_profile()`, so one code path serves CI (`smoke`), a laptop (`cpu`),
+Colab (`t4`), an Ampere GPU (`a10g`) and the paper's recipe (`gpt1`); `GPT1_PROFILE`
+overrides the automatic choice (COURSE.md §4).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROFILES = ("smoke", "cpu", "t4", "a10g", "gpt1")
+
+
+def project_root() -> Path:
+    """The checkout holding `notebooks/` and `gpt1_lib/`, else the working directory.
+
+    Notebooks run with the working directory `notebooks/`, scripts from the root, Colab
+    from `/content`; all of them should write into the same place.
+    """
+    if env := os.environ.get("GPT1_ROOT"):
+        return Path(env).resolve()
+    here = Path.cwd().resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "notebooks").is_dir() and (candidate / "gpt1_lib").is_dir():
+            return candidate
+    return here
+
+
+def load_config(name_or_path: str | os.PathLike) -> dict[str, Any]:
+    """The flat dict of a named preset (`gpt1_lib/configs/<name>.yaml`) or of a YAML file."""
+    text_name = str(name_or_path)
+    if text_name in PROFILES:
+        text = resources.files("gpt1_lib").joinpath(f"configs/{text_name}.yaml").read_text()
+    else:
+        path = Path(text_name)
+        if not path.is_file():
+            raise ValueError(
+                f"unknown profile or config file {text_name!r}: use one of "
+                f"{', '.join(PROFILES)} or the path of a YAML file"
+            )
+        text = path.read_text()
+    config = yaml.safe_load(text) or {}
+    if not isinstance(config, dict):
+        raise ValueError(f"{text_name}: a config must be a YAML mapping of key: value")
+    return config
+
+
+def detect_profile() -> tuple[str, str]:
+    """Choose a profile from the hardware, or from `GPT1_PROFILE`; return (name, why)."""
+    if name := os.environ.get("GPT1_PROFILE"):
+        if name not in PROFILES:
+            raise ValueError(
+                f"GPT1_PROFILE={name!r} is not a profile: use one of {', '.join(PROFILES)}"
+            )
+        return name, "set by GPT1_PROFILE"
+    import torch
+
+    if torch.cuda.is_available():
+        major, minor = torch.cuda.get_device_capability()
+        gpu = torch.cuda.get_device_name()
+        if (major, minor) >= (8, 0):
+            return "a10g", f"{gpu} (sm_{major}{minor}) has fast bf16"
+        return "t4", f"{gpu} (sm_{major}{minor}) has no fast bf16: fp16 with a GradScaler"
+    return "cpu", "no CUDA GPU found"
+
+
+def default_device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    return "cpu"
+
+
+@dataclass
+class Profile:
+    """The active preset: its name, why it was chosen, its config and its folders."""
+
+    name: str
+    reason: str
+    device: str
+    config: dict[str, Any] = field(repr=False)
+    root: Path = field(repr=False)
+
+    @property
+    def work_dir(self) -> Path:
+        """Ignored folder for this profile's artefacts: tokenizer, token ids, checkpoints."""
+        return self.root / "build" / self.name
+
+    @property
+    def figures_dir(self) -> Path:
+        """Committed `figures/`, except in `smoke` (CI), which must not touch tracked files."""
+        if self.name == "smoke":
+            return self.work_dir / "figures"
+        return self.root / "figures"
+
+    def __getitem__(self, key: str) -> Any:
+        return self.config[key]
+
+    def describe(self) -> str:
+        import torch
+
+        where = self.device
+        if self.device == "cuda":
+            where = f"cuda ({torch.cuda.get_device_name()})"
+        else:
+            where = f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+        return f"profile: {self.name} ({self.reason}) · device: {where} · torch {torch.__version__}"
+
+
+def active_profile(verbose: bool = True) -> Profile:
+    """Detect the profile, create its folders, and (by default) say which one runs."""
+    name, reason = detect_profile()
+    profile = Profile(name, reason, default_device(), load_config(name), project_root())
+    profile.work_dir.mkdir(parents=True, exist_ok=True)
+    profile.figures_dir.mkdir(parents=True, exist_ok=True)
+    if verbose:
+        print(profile.describe())
+    return profile
