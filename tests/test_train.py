@@ -1,0 +1,393 @@
+"""Chapter 05's training pieces: config, optimiser, schedule, precision, checkpoints, the loop
+and the command line, including every kind of bad input the issue lists."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+from training_helpers import cli, make_corpus, one_thread_env, tiny_config, write_config
+
+from gpt1_lib.checkpoint import (
+    BEST,
+    LAST,
+    CheckpointError,
+    atomic_save,
+    capture_rng,
+    clean_state_dict,
+    latest_checkpoint,
+    load_model,
+    read_checkpoint,
+    restore_rng,
+)
+from gpt1_lib.config import DEFAULTS, ConfigError, load_config
+from gpt1_lib.model import GPT, GPTConfig
+from gpt1_lib.optim import decay_split, lr_at, make_optimizer
+from gpt1_lib.precision import Precision, choose_precision, peak_flops, resolve_device
+from gpt1_lib.train import main, read_metrics, train
+from gpt1_lib.trainer import Trainer, TrainingError
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_corpus(tmp_path_factory.mktemp("corpus") / "corpus.txt")
+
+
+@pytest.fixture(scope="module")
+def work_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("work")
+
+
+@pytest.fixture(scope="module")
+def finished_run(corpus, work_dir, tmp_path_factory):
+    """One short run, shared by the tests that only read it."""
+    out = tmp_path_factory.mktemp("run")
+    summary = train(tiny_config(corpus, max_steps=12), out, progress=False, work_dir=work_dir)
+    return out, summary
+
+
+def digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ---- config ---------------------------------------------------------------------------------
+def test_presets_load_and_validate():
+    for name in ("smoke", "cpu", "t4", "a10g", "gpt1"):
+        cfg = load_config(name)
+        assert set(cfg) == set(DEFAULTS)
+        assert cfg["n_embd"] % cfg["n_head"] == 0 and cfg["warmup_steps"] <= cfg["max_steps"]
+    gpt1 = load_config("gpt1")
+    assert (gpt1["n_layer"], gpt1["n_embd"], gpt1["n_head"], gpt1["n_ctx"]) == (12, 768, 12, 512)
+    assert gpt1["batch_size"] * gpt1["grad_accum"] == 64 and gpt1["lr"] == 2.5e-4
+    assert gpt1["warmup_steps"] == 2000 and gpt1["vocab_size"] == 40478
+
+
+def test_overrides_are_read_as_yaml_values():
+    cfg = load_config("smoke", ["lr=3e-4", "compile=true", "max_steps=1e3", "grad_clip=null"])
+    assert cfg["lr"] == 3e-4 and cfg["compile"] is True and cfg["max_steps"] == 1000
+    assert cfg["grad_clip"] is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["bach_size=8"], "unknown config key 'bach_size' \\(did you mean 'batch_size'\\?\\)"),
+        (["n_head=7"], "n_embd=64 is not divisible by n_head=7"),
+        (["batch_size=0"], "batch_size must be a positive integer, got 0"),
+        (["max_steps=-5"], "max_steps must be a positive integer"),
+        (["max_steps=2.5"], "max_steps must be a positive integer"),
+        (["lr=0"], "lr must be a number in \\(0.0, 1.0\\]"),
+        (["lr=fast"], "lr must be a number"),
+        (["dropout=1.5"], "dropout must be a number in \\[0.0, 0.99\\]"),
+        (["warmup_steps=100"], "warmup_steps=100 is more than max_steps=30"),
+        (["dtype=fp8"], "dtype must be auto, float32, float16 or bfloat16"),
+        (["device=tpu"], "device must be auto, cpu, cuda or cuda:N"),
+        (["compile=maybe"], "compile must be true or false"),
+        (["lr"], "--set expects key=value"),
+    ],
+)
+def test_bad_config_values_name_the_key(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("smoke", overrides)
+
+
+def test_unknown_profile_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="unknown profile or config file 'laptop'"):
+        load_config("laptop")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lr: [1,\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+# ---- optimiser and schedule -----------------------------------------------------------------
+def test_decay_only_on_matrices_and_each_tensor_once():
+    model = GPT(GPTConfig(vocab_size=50, n_ctx=8, n_embd=16, n_layer=2, n_head=2))
+    decay, no_decay = decay_split(model)
+    params = dict(model.named_parameters())
+    assert all(params[n].dim() >= 2 for n in decay) and all(params[n].dim() < 2 for n in no_decay)
+    assert "tokens_embed.weight" in decay and "lm_head.weight" not in decay + no_decay  # tied
+    assert any(n.endswith("ln_1.weight") for n in no_decay) and any("bias" in n for n in no_decay)
+    opt = make_optimizer(model, lr=1e-3)
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.01, 0.0]
+    assert opt.defaults["betas"] == (0.9, 0.999) and opt.defaults["eps"] == 1e-8
+    ids = [id(p) for g in opt.param_groups for p in g["params"]]
+    assert len(ids) == len(set(ids)) == len(list(model.parameters()))
+
+
+def test_decoupled_decay_shrinks_matrices_but_not_vectors():
+    layer = torch.nn.Linear(4, 4)
+    opt = make_optimizer(layer, lr=0.1, weight_decay=0.5)
+    w, b = layer.weight.detach().clone(), layer.bias.detach().clone()
+    layer.weight.grad, layer.bias.grad = torch.zeros(4, 4), torch.zeros(4)
+    opt.step()  # zero gradient: only the decay moves anything
+    assert torch.allclose(layer.weight, w * (1 - 0.1 * 0.5)) and torch.equal(layer.bias, b)
+
+
+def test_schedule_warms_up_linearly_then_follows_a_cosine_to_zero():
+    lrs = [lr_at(s, 2.0, 10, 110) for s in range(110)]
+    assert lrs[:10] == pytest.approx([2.0 * (s + 1) / 10 for s in range(10)])
+    assert lrs[10] == 2.0 and lrs[60] == pytest.approx(1.0) and 0 < lrs[-1] < 1e-3
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))  # never rises after the warmup
+    assert lr_at(110, 2.0, 10, 110) == 0.0 and lr_at(0, 2.0, 0, 10) == 2.0
+
+
+# ---- precision and devices ------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("device", "requested", "capability", "dtype", "scaler", "noted"),
+    [
+        ("cpu", "auto", None, torch.float32, False, False),
+        ("cpu", "bfloat16", None, torch.float32, False, True),
+        ("cpu", "float16", None, torch.float32, False, True),
+        ("cuda", "auto", (7, 5), torch.float16, True, False),  # T4: fp16 + GradScaler
+        ("cuda", "auto", (7, 0), torch.float16, True, False),  # V100
+        ("cuda", "bfloat16", (7, 5), torch.float16, True, True),  # emulated bf16: fall back
+        ("cuda", "auto", (8, 0), torch.bfloat16, False, False),  # A100
+        ("cuda", "auto", (8, 6), torch.bfloat16, False, False),  # A10G
+        ("cuda", "auto", (9, 0), torch.bfloat16, False, False),  # H100
+        ("cuda", "float16", (8, 6), torch.float16, True, False),
+        ("cuda", "float32", (7, 5), torch.float32, False, False),
+    ],
+)
+def test_precision_follows_the_compute_capability(device, requested, capability, dtype, scaler, noted):
+    p = choose_precision(device, requested, capability)
+    assert (p.dtype, p.use_scaler, p.note is not None) == (dtype, scaler, noted)
+
+
+def test_devices_and_peaks():
+    assert resolve_device("auto", cuda_available=False) == "cpu"
+    assert resolve_device("auto", cuda_available=True) == "cuda"
+    with pytest.raises(ConfigError, match="no CUDA GPU is visible: use --set device=auto"):
+        resolve_device("cuda", cuda_available=False)
+    assert peak_flops("Tesla T4") == 65e12 and peak_flops("NVIDIA A100-SXM4-80GB") == 312e12
+    assert peak_flops("NVIDIA A10G") == 70e12 and peak_flops("NVIDIA L40S") == 362e12
+    assert peak_flops("NVIDIA H100 80GB HBM3") == 989e12 and peak_flops("cpu") is None
+    assert Precision(torch.bfloat16).name == "bfloat16"
+
+
+# ---- checkpoints ----------------------------------------------------------------------------
+def test_rng_states_round_trip_through_a_weights_only_checkpoint(tmp_path):
+    import random
+
+    import numpy as np
+
+    atomic_save({"rng": capture_rng()}, tmp_path / "state.pt")
+    expected = (random.random(), np.random.rand(), torch.rand(2))
+    restore_rng(torch.load(tmp_path / "state.pt", weights_only=True)["rng"])
+    got = (random.random(), np.random.rand(), torch.rand(2))
+    assert got[:2] == expected[:2] and torch.equal(got[2], expected[2])
+    assert [p.name for p in tmp_path.iterdir()] == ["state.pt"]
+
+
+def test_truncated_and_foreign_checkpoints_are_recognised(tmp_path, finished_run):
+    run, _ = finished_run
+    good = (run / LAST).read_bytes()
+    (tmp_path / LAST).write_bytes(good[: len(good) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        read_checkpoint(tmp_path / LAST)
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a gpt1_lib training checkpoint"):
+        read_checkpoint(tmp_path / "other.pt")
+    (tmp_path / BEST).write_bytes(good)
+    messages = []
+    assert latest_checkpoint(tmp_path, log=messages.append) == tmp_path / BEST
+    assert (tmp_path / (LAST + ".corrupt")).read_bytes() == good[: len(good) // 2]  # kept
+    assert any("truncated or corrupt" in m for m in messages)
+
+
+def test_clean_state_dict_strips_compile_and_ddp_prefixes():
+    state = {"_orig_mod.h.0.ln_1.weight": 1, "module._orig_mod.lm_head.weight": 2, "wpe": 3}
+    assert clean_state_dict(state) == {"h.0.ln_1.weight": 1, "lm_head.weight": 2, "wpe": 3}
+
+
+def test_load_model_gives_the_trained_model_in_eval_mode(finished_run):
+    run, summary = finished_run
+    model = load_model(run)
+    assert not model.training and model.config.n_embd == 32
+    ckpt = read_checkpoint(run / BEST)
+    assert not any(k.startswith(("_orig_mod.", "module.")) for k in ckpt["model"])
+    assert all(torch.equal(v, ckpt["model"][k]) for k, v in model.state_dict().items())
+    last = load_model(run, which="last")
+    assert all(torch.equal(v, read_checkpoint(run / LAST)["model"][k]) for k, v in last.state_dict().items())
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_model(run / "nowhere")
+    with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
+        load_model(run.parent)
+
+
+# ---- the loop -------------------------------------------------------------------------------
+def test_a_run_learns_and_writes_its_directory(finished_run, corpus):
+    run, summary = finished_run
+    assert sorted(p.name for p in run.iterdir()) == sorted(
+        [".lock", BEST, LAST, "config.yaml", "metrics.jsonl", "tokenizer.json"]
+    )
+    records = read_metrics(run)
+    assert [r["step"] for r in records] == list(range(1, 13))
+    assert {"step", "train_loss", "lr", "grad_norm", "tokens_per_s"} <= set(records[0])
+    vals = [r for r in records if "val_loss" in r]
+    assert [r["step"] for r in vals] == [6, 12]
+    assert vals[-1]["val_ppl"] == pytest.approx(math.exp(vals[-1]["val_loss"]))
+    assert records[-1]["train_loss"] < records[0]["train_loss"] - 0.5
+    assert summary["steps"] == 12 and summary["final_val_loss"] == vals[-1]["val_loss"]
+    assert yaml.safe_load((run / "config.yaml").read_text()) == load_config(tiny_config(corpus, max_steps=12))
+    assert read_checkpoint(run / LAST)["step"] == 12
+    assert records[0]["lr"] == pytest.approx(3e-3 / 4)  # the schedule is applied
+
+
+def test_an_update_accumulates_its_micro_batches_then_clips_and_steps(corpus, work_dir, tmp_path):
+    """grad_accum=2: the update is AdamW on the clipped gradient of the mean of two losses."""
+    cfg = load_config(tiny_config(corpus, dropout=0.0, grad_accum=2, warmup_steps=1, max_steps=3))
+    trainer = Trainer(cfg, tmp_path, work_dir, progress=False)
+    trainer.prepare_data(resuming=False)
+    trainer.build()
+    trainer.start_fresh()
+    reference = GPT(trainer.raw.config)
+    reference.load_state_dict(trainer.raw.state_dict())
+    loss, lr, norm = trainer.update(0)  # draws batches 0 and 1
+    batches = [trainer.train_windows.batch(i) for i in (0, 1)]
+    assert not torch.equal(batches[0][0], batches[1][0])
+    mean = sum(reference(x, y)[1] for x, y in batches) / 2
+    mean.backward()
+    assert loss == pytest.approx(mean.item(), rel=1e-6) and lr == 3e-3
+    assert norm.item() == pytest.approx(torch.nn.utils.clip_grad_norm_(reference.parameters(), 1.0).item(), rel=1e-5)
+    make_optimizer(reference, lr=3e-3).step()
+    for (name, a), b in zip(trainer.raw.state_dict().items(), reference.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_nan_loss_stops_without_touching_the_checkpoint(corpus, work_dir, tmp_path, monkeypatch):
+    import gpt1_lib.trainer as trainer_module
+
+    class Diverging(GPT):
+        calls = 0
+
+        def forward(self, idx, targets=None, kv_cache=None):
+            logits, loss = super().forward(idx, targets)
+            if self.training:
+                Diverging.calls += 1
+                if Diverging.calls > 7:
+                    loss = loss * float("nan")
+            return logits, loss
+
+    monkeypatch.setattr(trainer_module, "GPT", Diverging)
+    with pytest.raises(TrainingError, match="loss became nan at update 8.*last saved at step 6.*lower lr"):
+        train(tiny_config(corpus), tmp_path, progress=False, work_dir=work_dir)
+    assert read_checkpoint(tmp_path / LAST)["step"] == 5
+    assert max(r["step"] for r in read_metrics(tmp_path)) == 7
+
+
+def test_out_of_memory_says_which_setting_to_lower(corpus, work_dir, tmp_path, monkeypatch):
+    def no_memory(self, step):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(Trainer, "update", no_memory)
+    with pytest.raises(TrainingError, match="out of GPU memory with batch_size=4, n_ctx=32: lower batch_size"):
+        train(tiny_config(corpus), tmp_path, progress=False, work_dir=work_dir)
+
+
+# ---- the command line and bad input ---------------------------------------------------------
+def run_main(capsys, *args):
+    status = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return status, err.strip()
+
+
+def test_cli_user_errors_are_one_line_without_traceback(capsys, corpus, work_dir, tmp_path, finished_run):
+    run, _ = finished_run
+    before = {p.name: digest(p) for p in run.glob("ckpt_*")}
+    short = make_corpus(tmp_path / "short.txt", n_lines=3)
+    (tmp_path / "empty.txt").write_text("")
+    cases = [
+        (["--config", "laptop"], "unknown profile or config file 'laptop'"),
+        (["--config", "smoke", "--set", "bach_size=2"], "did you mean 'batch_size'"),
+        (["--config", "smoke", "--set", "n_head=3"], "not divisible by n_head=3"),
+        (["--config", "smoke", "--set", "batch_size=-1"], "batch_size must be a positive integer"),
+        (["--config", "smoke", "--set", "max_steps=0"], "max_steps must be a positive integer"),
+        (["--config", "smoke", "--set", f"dataset={tmp_path / 'missing.txt'}"], "does not exist"),
+        (["--config", "smoke", "--set", f"dataset={tmp_path / 'empty.txt'}"], "is empty"),
+        (["--config", "smoke", "--set", f"dataset={short}", "--set", "n_ctx=512"], "fewer than one window"),
+        (["--config", "smoke", "--set", "device=cuda"] if not torch.cuda.is_available() else ["--config", "laptop"],
+         "no CUDA GPU is visible" if not torch.cuda.is_available() else "laptop"),
+        (["--config", "smoke", "--out-dir", run], "already holds a training run"),
+        (["--config", write_config(tmp_path / "c.yaml", tiny_config(corpus, max_steps=12, lr=1e-3)),
+          "--out-dir", run, "--resume"], "lr is 0.003 there but 0.001 now"),
+    ]  # fmt: skip
+    for args, message in cases:
+        args = args if "--out-dir" in args else [*args, "--out-dir", tmp_path / "out"]
+        status, err = run_main(capsys, *args, "--work-dir", work_dir, "--no-progress")
+        assert status == 1, args
+        assert err.startswith("error: ") and message in err and "\n" not in err, (args, err)
+    assert {p.name: digest(p) for p in run.glob("ckpt_*")} == before  # no checkpoint damaged
+
+
+def test_cli_really_exits_non_zero_without_traceback(tmp_path):
+    proc = cli("--config", "smoke", "--set", "n_head=3", "--out-dir", str(tmp_path))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert err.startswith("error: ") and "Traceback" not in err, err
+    usage = subprocess.run([sys.executable, "-m", "gpt1_lib.train", "--config", "smoke"],
+                           capture_output=True, text=True, env=one_thread_env())  # fmt: skip
+    assert usage.returncode == 2 and "--out-dir" in usage.stderr
+
+
+def test_unsupported_dtype_falls_back_with_a_note(capsys, corpus, work_dir, tmp_path):
+    config = write_config(tmp_path / "c.yaml", tiny_config(corpus, max_steps=2, warmup_steps=1, eval_interval=2))
+    status = main(["--config", str(config), "--set", "dtype=bfloat16", "--out-dir", str(tmp_path / "o"),
+                   "--work-dir", str(work_dir), "--no-progress"])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert status == 0 and "dtype=bfloat16 is not used on cpu" in out
+    assert yaml.safe_load(out[out.index("{") :])["dtype"] == "float32"
+
+
+def test_resume_without_config_uses_the_runs_own(capsys, corpus, work_dir, tmp_path):
+    config = write_config(tmp_path / "c.yaml", tiny_config(corpus, max_steps=4, eval_interval=2))
+    assert main(["--config", str(config), "--out-dir", str(tmp_path / "o"), "--until", "2",
+                 "--work-dir", str(work_dir), "--no-progress"]) == 0  # fmt: skip
+    assert main(["--out-dir", str(tmp_path / "o"), "--resume", "--work-dir", str(work_dir), "--no-progress"]) == 0
+    out, _ = capsys.readouterr()
+    assert [r["step"] for r in read_metrics(tmp_path / "o")] == [1, 2, 3, 4]
+    assert "resumed from ckpt_last.pt at step 2" in out
+
+
+def test_both_checkpoints_corrupt_is_an_error_not_a_fresh_start(capsys, corpus, work_dir, tmp_path):
+    cfg = tiny_config(corpus, max_steps=6)
+    train(cfg, tmp_path, progress=False, work_dir=work_dir)
+    for name in (LAST, BEST):
+        (tmp_path / name).write_bytes(b"garbage")
+    status, err = run_main(capsys, "--config", write_config(tmp_path.parent / "c6.yaml", cfg),
+                           "--out-dir", tmp_path, "--resume", "--work-dir", work_dir)  # fmt: skip
+    assert status == 1 and "no readable checkpoint left" in err
+    assert sorted(p.name for p in tmp_path.glob("*.corrupt")) == [BEST + ".corrupt", LAST + ".corrupt"]
+
+
+def test_a_run_directory_takes_one_trainer_at_a_time(capsys, corpus, work_dir, tmp_path):
+    from gpt1_lib.distributed import Processes
+    from gpt1_lib.run_dir import exclusive
+
+    tmp_path.mkdir(exist_ok=True)
+    config = write_config(tmp_path.parent / "c_lock.yaml", tiny_config(corpus, max_steps=4))
+    with exclusive(tmp_path, Processes()):  # as if another process were training into it
+        status, err = run_main(capsys, "--config", config, "--out-dir", tmp_path, "--work-dir", work_dir)
+        assert status == 1 and "is training into" in err and "wait for it to finish" in err
+    assert main(["--config", str(config), "--out-dir", str(tmp_path), "--work-dir", str(work_dir),
+                 "--no-progress"]) == 0  # fmt: skip
+    first = read_metrics(tmp_path)
+    capsys.readouterr()
+    assert main(["--config", str(config), "--out-dir", str(tmp_path), "--work-dir", str(work_dir),
+                 "--no-progress", "--overwrite"]) == 0  # fmt: skip
+    assert [r["train_loss"] for r in read_metrics(tmp_path)] == [r["train_loss"] for r in first]
+    assert not list(tmp_path.glob("*.corrupt")) and not list(tmp_path.glob("*.tmp"))
