@@ -113,7 +113,8 @@ class Profile:
         if self.device == "cuda":
             where = f"cuda ({torch.cuda.get_device_name()})"
         else:
-            where = f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+            threads = torch.get_num_threads()
+            where = f"cpu ({platform.processor() or platform.machine()}, {threads} thread{'s' * (threads != 1)})"
         return f"profile: {self.name} ({self.reason}) · device: {where} · torch {torch.__version__}"
 
 
