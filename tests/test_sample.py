@@ -1,0 +1,409 @@
+"""Chapter 06: sampling filters, the KV cache (exactly equal to no cache), generate, stream,
+perplexity, and the sample command line."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from tokenizers import Tokenizer
+
+from gpt1_lib.kv_cache import KVCache
+from gpt1_lib.model import GPT, GPTConfig
+from gpt1_lib.perplexity import perplexity
+from gpt1_lib.sample import (
+    check_sampling_args,
+    decode_steps,
+    filter_logits,
+    generate,
+    main,
+    next_token_probs,
+    sample_next,
+    stream,
+    stream_text,
+)
+from gpt1_lib.tokenizer import EOS_ID, decode, encode, train_tokenizer
+from gpt1_lib.train import train
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = GPTConfig(vocab_size=320, n_ctx=16, n_embd=32, n_layer=2, n_head=4, dropout=0.1)
+
+
+def greedy(logits: torch.Tensor) -> torch.Tensor:
+    return logits.argmax(-1, keepdim=True)
+
+
+@pytest.fixture(scope="module")
+def model() -> GPT:
+    """A random model with weights large enough that its logits spread like a trained one's."""
+    torch.manual_seed(0)
+    net = GPT(CONFIG)
+    with torch.no_grad():
+        for p in net.parameters():
+            if p.dim() == 2:
+                p.normal_(0.0, 0.3)
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def prompts() -> torch.Tensor:
+    return torch.randint(0, CONFIG.vocab_size, (3, 5), generator=torch.Generator().manual_seed(1))
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory) -> Tokenizer:
+    """A byte-level BPE of chapter 01 (<eos> is id 1), small enough for CONFIG's vocabulary."""
+    text = tmp_path_factory.mktemp("corpus") / "text.txt"
+    text.write_text("to be or not to be, that is the question\n" * 50)
+    tok = train_tokenizer(text, CONFIG.vocab_size)
+    assert tok.get_vocab_size() <= CONFIG.vocab_size and tok.token_to_id("<eos>") == EOS_ID
+    return tok
+
+
+# --- filters --------------------------------------------------------------------------------
+
+
+def test_top_k_keeps_exactly_the_k_most_likely():
+    logits = torch.tensor([[0.1, 2.0, -1.0, 3.0, 0.5]])
+    kept = filter_logits(logits, top_k=2).isfinite()
+    assert kept.tolist() == [[False, True, False, True, False]]
+    assert filter_logits(logits, top_k=99).isfinite().all()
+
+
+@pytest.mark.parametrize(("top_p", "kept"), [(0.4, 1), (0.75, 2), (0.85, 3), (0.97, 4), (1.0, 4)])
+def test_top_p_keeps_the_smallest_nucleus(top_p, kept):
+    probs = torch.tensor([[0.15, 0.5, 0.05, 0.3]])  # sorted: 0.5, 0.3, 0.15, 0.05
+    survivors = filter_logits(probs.log(), top_p=top_p).isfinite()
+    assert survivors.sum().item() == kept
+    order = probs.argsort(descending=True)[0]
+    assert survivors[0, order[:kept]].all()  # the most likely ones, in order
+
+
+def test_temperature_scales_log_probability_gaps():
+    logits = torch.randn(2, 50, generator=torch.Generator().manual_seed(0))
+    for t in (0.5, 2.0):
+        logp = next_token_probs(logits, t).log()
+        gaps, base = logp - logp[:, :1], logits - logits[:, :1]
+        assert torch.allclose(gaps, base / t, atol=1e-4)
+    assert torch.equal(next_token_probs(logits, 0.0).argmax(-1), logits.argmax(-1))
+    assert torch.equal(sample_next(logits, 0.0), logits.argmax(-1, keepdim=True))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(temperature=-0.1),
+        dict(temperature=float("nan")),
+        dict(top_k=0),
+        dict(top_k=2.5),
+        dict(top_p=0.0),
+        dict(top_p=1.01),
+        dict(max_new_tokens=-1),
+    ],
+)
+def test_bad_sampling_settings_fail_clearly(bad, model, prompts):
+    with pytest.raises(ValueError, match="must be"):
+        check_sampling_args(**bad)
+    with pytest.raises(ValueError, match="must be"):
+        generate(model, prompts, **{"max_new_tokens": 3, **bad})
+
+
+# --- the KV cache: exactly the same as no cache -----------------------------------------------
+
+
+@pytest.mark.parametrize("n_new", [CONFIG.n_ctx - 5, 3 * CONFIG.n_ctx])  # inside / past n_ctx
+def test_cache_gives_the_same_greedy_tokens_and_logits(model, prompts, n_new):
+    with torch.inference_mode():
+        cached = list(decode_steps(model, prompts, n_new, greedy, use_cache=True))
+        plain = list(decode_steps(model, prompts, n_new, greedy, use_cache=False))
+    tokens = [torch.cat([t for _, t in steps], 1) for steps in (cached, plain)]
+    assert torch.equal(tokens[0], tokens[1])
+    assert tokens[0].unique().numel() > 5  # varied text, not one token repeated
+    for (a, _), (b, _) in zip(cached, plain):
+        assert torch.allclose(a, b, atol=1e-5, rtol=0)
+
+
+def test_past_n_ctx_the_window_slides_like_the_cropped_model(model, prompts):
+    out = generate(model, prompts, 2 * CONFIG.n_ctx, temperature=0)
+    with torch.no_grad():  # every token is the argmax of the model fed the n_ctx before it
+        for t in range(prompts.size(1), out.size(1)):
+            window = out[:, max(0, t - CONFIG.n_ctx) : t]
+            assert torch.equal(model(window)[0][:, -1].argmax(-1), out[:, t])
+
+
+def test_cache_gives_the_same_samples_for_the_same_seed(model, prompts):
+    runs = [
+        generate(model, prompts, 40, temperature=1.0, top_p=0.95, use_cache=use,
+                 generator=torch.Generator().manual_seed(3))
+        for use in (True, False)
+    ]
+    assert torch.equal(runs[0], runs[1])
+
+
+def test_prefill_then_one_token_matches_the_full_forward(model, prompts):
+    cache = KVCache.for_model(model, prompts.size(0))
+    nxt = torch.tensor([[4], [5], [6]])
+    with torch.no_grad():
+        model(prompts, kv_cache=cache)
+        assert cache.length == prompts.size(1)
+        step = model(nxt, kv_cache=cache)[0][:, -1]
+        full = model(torch.cat([prompts, nxt], 1))[0][:, -1]
+    assert cache.length == prompts.size(1) + 1
+    assert torch.allclose(step, full, atol=1e-5, rtol=0)
+
+
+def test_cache_refuses_overflow_and_the_wrong_batch(model):
+    cache = KVCache.for_model(model, 2)
+    k = torch.zeros(2, CONFIG.n_head, CONFIG.n_ctx, CONFIG.head_dim)
+    cache[0].update(k, k)
+    with pytest.raises(ValueError, match="reset"):
+        cache[0].update(k[:, :, :1], k[:, :, :1])
+    with pytest.raises(ValueError, match="batch size"):
+        cache[1].update(k[:1, :, :1], k[:1, :, :1])
+
+
+# --- generate ---------------------------------------------------------------------------------
+
+
+def test_generate_shape_dtype_and_mode(model, prompts):
+    model.train()
+    out = generate(model, prompts, 7, temperature=0.8, top_k=5)
+    assert model.training  # put back as it was
+    model.eval()
+    assert out.shape == (3, 12) and out.dtype == torch.long
+    assert torch.equal(out[:, :5], prompts)
+    assert generate(model, prompts, 0).shape == prompts.shape
+
+
+def test_greedy_generate_is_the_naive_loop(model, prompts):
+    idx = prompts
+    with torch.no_grad():
+        for _ in range(10):
+            idx = torch.cat([idx, model(idx)[0][:, -1].argmax(-1, keepdim=True)], 1)
+    assert torch.equal(generate(model, prompts, 10, temperature=0), idx)
+
+
+def test_seeded_sampling_repeats_and_seeds_differ(model, prompts):
+    def sample(seed):
+        return generate(model, prompts, 30, generator=torch.Generator().manual_seed(seed))
+
+    assert torch.equal(sample(0), sample(0))
+    assert not torch.equal(sample(0), sample(1))
+
+
+def test_top_k_samples_only_from_the_top_k(model, prompts):
+    gen = torch.Generator().manual_seed(0)
+    k = 3
+
+    def pick(logits):
+        token = sample_next(logits, 1.5, top_k=k, generator=gen)
+        assert (logits.topk(k).indices == token).any(-1).all()
+        return token
+
+    with torch.inference_mode():
+        steps = list(decode_steps(model, prompts, 50, pick))
+    assert len({t.item() for _, tok in steps for t in tok}) > k  # the check saw varied draws
+
+
+def test_vocab_size_keeps_draws_below_it(model, prompts):
+    out = generate(model, prompts, 60, temperature=2.0, vocab_size=50,
+                   generator=torch.Generator().manual_seed(0))
+    assert out[:, 5:].max() < 50 and out[:, 5:].unique().numel() > 10
+
+
+def test_eos_stops_each_row_and_then_pads_it(model, prompts):
+    free = generate(model, prompts, 12, temperature=0)[:, 5:]
+    eos = free[0, 3].item()  # a token row 0 produces by its 4th step
+    out = generate(model, prompts, 12, temperature=0, eos_id=eos)[:, 5:]
+    ends = [(row == eos).nonzero()[0].item() + 1 if (row == eos).any() else 12 for row in free]
+    assert out.size(1) == max(ends) < 12 or out.size(1) == 12 == max(ends)
+    for row, end in enumerate(ends):
+        assert torch.equal(out[row, :end], free[row, :end])  # the same text up to <eos>
+        assert (out[row, end:] == eos).all()  # then only <eos>
+
+
+def test_long_prompt_conditions_on_its_last_n_ctx_tokens(model):
+    long = torch.randint(0, CONFIG.vocab_size, (1, 3 * CONFIG.n_ctx))
+    out = generate(model, long, 5, temperature=0)
+    tail = generate(model, long[:, -CONFIG.n_ctx :], 5, temperature=0)
+    assert torch.equal(out[:, :-5], long) and torch.equal(out[:, -5:], tail[:, -5:])
+
+
+def test_empty_prompt_is_refused_with_a_hint(model):
+    with pytest.raises(ValueError, match="eos"):
+        generate(model, torch.zeros(1, 0, dtype=torch.long), 3)
+
+
+# --- perplexity -------------------------------------------------------------------------------
+
+
+def test_perplexity_of_a_short_text_is_exp_of_the_loss(model):
+    ids = torch.randint(0, CONFIG.vocab_size, (CONFIG.n_ctx + 1,))
+    with torch.no_grad():
+        loss = model(ids[None, :-1], ids[None, 1:])[1].item()
+    assert perplexity(model, ids) == pytest.approx(math.exp(loss), rel=1e-5)
+
+
+def test_perplexity_with_stride_one_gives_every_token_its_full_window(model):
+    ids = torch.randint(0, CONFIG.vocab_size, (3 * CONFIG.n_ctx,))
+    nll = []
+    with torch.no_grad():
+        for j in range(1, ids.numel()):  # the slow definition, one token at a time
+            window = ids[max(0, j - CONFIG.n_ctx) : j]
+            nll.append(-model(window[None])[0][0, -1].log_softmax(-1)[ids[j]].item())
+    expected = math.exp(sum(nll) / len(nll))
+    assert perplexity(model, ids, stride=1, batch_size=7) == pytest.approx(expected, rel=1e-5)
+    disjoint = perplexity(model, ids, stride=CONFIG.n_ctx)
+    assert disjoint != pytest.approx(expected, rel=1e-4)  # less context: a different number
+
+
+def test_perplexity_refuses_bad_input(model):
+    with pytest.raises(ValueError, match="stride"):
+        perplexity(model, torch.arange(40), stride=CONFIG.n_ctx + 1)
+    with pytest.raises(ValueError, match="two tokens"):
+        perplexity(model, torch.tensor([3]))
+
+
+# --- streaming --------------------------------------------------------------------------------
+
+
+def test_stream_text_never_splits_a_character(tokenizer):
+    text = "to be 🌹 or ü not"  # the rose and ü are bytes this tokenizer has not merged
+    ids = encode(tokenizer, text)
+    inside = [n for n in range(1, len(ids)) if decode(tokenizer, ids[:n]).endswith("\ufffd")]
+    assert inside  # some prefixes end halfway through a character
+    pieces = list(stream_text(tokenizer, ids))
+    assert "".join(pieces) == text
+    assert not any("\ufffd" in piece for piece in pieces)
+    cut = list(stream_text(tokenizer, ids[: inside[0]]))  # ends inside the rose: still shown
+    assert "".join(cut) == decode(tokenizer, ids[: inside[0]])
+
+
+def test_stream_prints_what_generate_makes(model, tokenizer):
+    prompt = "to be"
+    idx = torch.tensor([encode(tokenizer, prompt)])
+    out = generate(model, idx, 25, temperature=0, vocab_size=tokenizer.get_vocab_size())
+    new = out[0, idx.size(1) :].tolist()
+    if EOS_ID in new:
+        new = new[: new.index(EOS_ID)]
+    streamed = "".join(stream(model, tokenizer, prompt, 25, temperature=0))
+    assert streamed == decode(tokenizer, encode(tokenizer, prompt) + new)[len(prompt) :]
+    from_eos = generate(model, torch.tensor([[EOS_ID]]), 5, temperature=0,
+                        vocab_size=tokenizer.get_vocab_size())[0, 1:].tolist()
+    from_eos = from_eos[: from_eos.index(EOS_ID)] if EOS_ID in from_eos else from_eos
+    assert "".join(stream(model, tokenizer, "", 5, temperature=0)) == decode(tokenizer, from_eos)
+
+
+# --- the command line -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def saved(model, tokenizer, tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("saved")
+    model.save_pretrained(directory)
+    tokenizer.save(str(directory / "tokenizer.json"))
+    return directory
+
+
+def run_main(*argv: str) -> str:
+    try:
+        main(list(argv))
+    except SystemExit as exit_:
+        assert exit_.code not in (0, None)
+        message = str(exit_.code)
+        assert message.startswith("error: ") and "\n" not in message
+        return message
+    return ""
+
+
+def test_cli_streams_repeatable_samples(saved, capsys):
+    args = ["--checkpoint", str(saved), "--prompt", "to be", "--max-new-tokens", "20",
+            "--top-k", "20", "--seed", "5", "--num-samples", "2"]
+    assert run_main(*args) == ""
+    first = capsys.readouterr().out
+    run_main(*args)
+    assert capsys.readouterr().out == first
+    assert first.count("--- sample") == 2 and first.count("to be") >= 2
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--top-p", "0"], "top_p"),
+        (["--top-p", "1.5"], "top_p"),
+        (["--top-k", "0"], "top_k"),
+        (["--temperature", "-1"], "temperature"),
+        (["--max-new-tokens", "-1"], "max_new_tokens"),
+    ],
+)
+def test_cli_rejects_bad_settings(saved, args, says):
+    assert says in run_main("--checkpoint", str(saved), "--prompt", "x", *args)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """A real (tiny, 3-step) chapter-05 training run on a small text file."""
+    work = tmp_path_factory.mktemp("run")
+    text = work / "text.txt"
+    text.write_text("to be or not to be, that is the question\n" * 400)
+    config = dict(dataset=str(text), vocab_size=300, n_ctx=16, n_embd=32, n_layer=1, n_head=2,
+                  batch_size=4, max_steps=3, warmup_steps=1, eval_interval=3, eval_iters=1,
+                  ckpt_interval=3, log_interval=1, device="cpu")
+    train(config, work / "run", progress=False, work_dir=work / "cache")
+    return work / "run"
+
+
+def test_cli_samples_a_training_run(run_dir, capsys):
+    assert run_main("--checkpoint", str(run_dir), "--prompt", "to be", "--max-new-tokens", "8",
+                    "--temperature", "0") == ""
+    assert capsys.readouterr().out.startswith("to be")
+
+
+def test_cli_rejects_missing_and_corrupt_checkpoints(saved, run_dir, tmp_path):
+    assert "no checkpoint directory" in run_main("--checkpoint", str(tmp_path / "nope"))
+    assert "neither a training run" in run_main("--checkpoint", str(tmp_path))
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    for name in ("config.json", "tokenizer.json"):
+        (corrupt / name).write_text((saved / name).read_text())
+    (corrupt / "model.safetensors").write_bytes(b"not a tensor file")
+    assert run_main("--checkpoint", str(corrupt))
+    broken_run = tmp_path / "broken_run"
+    broken_run.mkdir()
+    (broken_run / "tokenizer.json").write_text((run_dir / "tokenizer.json").read_text())
+    assert "no checkpoint" in run_main("--checkpoint", str(broken_run))
+    (broken_run / "ckpt_best.pt").write_bytes((run_dir / "ckpt_best.pt").read_bytes()[:1000])
+    assert "corrupt" in run_main("--checkpoint", str(broken_run))
+    assert (broken_run / "ckpt_best.pt").stat().st_size == 1000  # reading never destroys it
+
+
+def test_cli_crops_a_long_prompt_with_a_note(saved, capsys):
+    assert run_main("--checkpoint", str(saved), "--prompt", "to be or not " * 40,
+                    "--max-new-tokens", "3") == ""
+    assert "note: the prompt has" in capsys.readouterr().err
+
+
+def test_cli_hub_id_offline_is_a_clean_error():
+    from gpt1_lib.pretrained import hub_reachable
+
+    if hub_reachable():
+        pytest.skip("the Hugging Face hub is reachable: this checks the offline message only")
+    assert "hub" in run_main("--checkpoint", "openai-gpt", "--prompt", "hello")
+
+
+def test_python_dash_m_runs_and_errors_without_traceback(saved):
+    ok = subprocess.run(
+        [sys.executable, "-m", "gpt1_lib.sample", "--checkpoint", str(saved), "--prompt", "to",
+         "--max-new-tokens", "5", "--temperature", "0"],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert ok.returncode == 0 and ok.stdout.startswith("to"), ok.stderr
+    bad = subprocess.run(
+        [sys.executable, "-m", "gpt1_lib.sample", "--checkpoint", str(saved), "--top-p", "2"],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr and "top_p" in bad.stderr
