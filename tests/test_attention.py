@@ -6,7 +6,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gpt1_lib.attention import CausalSelfAttention, GPTConfig, causal_mask, manual_attention
+from gpt1_lib.attention import (
+    CausalSelfAttention,
+    GPTConfig,
+    KeepMaskDropout,
+    blocked_causal_attention,
+    causal_mask,
+    manual_attention,
+)
 
 
 class ConcatCache:
@@ -171,3 +178,43 @@ def test_bad_input_errors_say_what_to_do():
     layer(torch.randn(1, 16, 32), kv_cache=cache)
     with pytest.raises(ValueError, match="more than n_ctx=16"):
         layer(torch.randn(1, 1, 32), kv_cache=cache)
+
+
+@pytest.mark.parametrize("blocks", [1, 2, 4])
+def test_blocked_training_path_without_drops_equals_the_fused_kernel(blocks):
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 32, 8, requires_grad=True) for _ in range(3))
+    blocked = blocked_causal_attention(q, k, v, dropout_p=1e-12, blocks=blocks)
+    fused = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert torch.allclose(blocked, fused, atol=1e-5)
+    grads = torch.autograd.grad(blocked.sum(), (q, k, v))
+    fused_grads = torch.autograd.grad(fused.sum(), (q, k, v))
+    for ours, theirs in zip(grads, fused_grads):
+        assert torch.allclose(ours, theirs, atol=1e-5)
+
+
+def test_keep_mask_dropout_drops_at_rate_p_scales_and_masks_the_gradient():
+    torch.manual_seed(0)
+    x = torch.ones(400, 500, requires_grad=True)
+    y = KeepMaskDropout.apply(x, 0.1)
+    dropped = (y == 0).float().mean().item()
+    assert abs(dropped - 0.1) < 0.005
+    assert torch.allclose(y[y != 0], torch.tensor(1 / 0.9))
+    (grad,) = torch.autograd.grad(y.sum(), x)
+    assert torch.equal(grad, y.detach())  # d(x * keep / 0.9)/dx = keep / 0.9
+
+
+def test_cpu_training_with_dropout_takes_the_blocked_path_and_stays_causal():
+    layer = CausalSelfAttention(GPTConfig(n_ctx=16, n_embd=32, n_head=4, dropout=0.1)).train()
+    x = torch.randn(2, 16, 32)
+    changed = x.clone()
+    changed[:, 9:] = torch.randn(2, 7, 32)
+    torch.manual_seed(1)
+    out = layer(x)
+    torch.manual_seed(1)
+    out_changed = layer(changed)
+    torch.manual_seed(1)
+    again = layer(x)
+    assert torch.equal(out, again)  # the same seed gives the same dropout masks
+    assert torch.equal(out[:, :9], out_changed[:, :9])
+    assert not torch.equal(out, layer.eval()(x))  # dropout did act in training
