@@ -9,18 +9,16 @@ import sys
 
 import pytest
 import torch
-from training_helpers import make_corpus, one_thread_env, tiny_config, write_config
+from training_helpers import (
+    make_corpus,
+    one_thread,  # noqa: F401 (an autouse fixture)
+    one_thread_env,
+    tiny_config,
+    write_config,
+)
 
 from gpt1_lib.checkpoint import LAST, read_checkpoint
 from gpt1_lib.train import read_metrics, train
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_two_gloo_processes_match_one_process_with_the_same_accumulation(tmp_path):
@@ -49,7 +47,10 @@ def test_two_gloo_processes_match_one_process_with_the_same_accumulation(tmp_pat
         if "val_loss" in a:
             assert b["val_loss"] == pytest.approx(a["val_loss"], rel=2e-6), a["step"]
     assert one[-1]["train_loss"] < one[0]["train_loss"] - 0.3  # it did train
-    ckpt_one, ckpt_two = read_checkpoint(tmp_path / "one" / LAST), read_checkpoint(tmp_path / "two" / LAST)
+    ckpt_one, ckpt_two = (
+        read_checkpoint(tmp_path / "one" / LAST),
+        read_checkpoint(tmp_path / "two" / LAST),
+    )
     assert ckpt_two["world_size"] == 2 and len(ckpt_two["rng"]) == 2  # every process's RNG
     for name, weight in ckpt_one["model"].items():
         assert torch.allclose(ckpt_two["model"][name], weight, atol=1e-5), name

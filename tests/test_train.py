@@ -11,7 +11,14 @@ import sys
 import pytest
 import torch
 import yaml
-from training_helpers import cli, make_corpus, one_thread_env, tiny_config, write_config
+from training_helpers import (
+    cli,
+    make_corpus,
+    one_thread,  # noqa: F401 (an autouse fixture)
+    one_thread_env,
+    tiny_config,
+    write_config,
+)
 
 from gpt1_lib.checkpoint import (
     BEST,
@@ -31,14 +38,6 @@ from gpt1_lib.optim import decay_split, lr_at, make_optimizer
 from gpt1_lib.precision import Precision, choose_precision, peak_flops, resolve_device
 from gpt1_lib.train import main, read_metrics, train
 from gpt1_lib.trainer import Trainer, TrainingError
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +161,9 @@ def test_schedule_warms_up_linearly_then_follows_a_cosine_to_zero():
         ("cuda", "float32", (7, 5), torch.float32, False, False),
     ],
 )
-def test_precision_follows_the_compute_capability(device, requested, capability, dtype, scaler, noted):
+def test_precision_follows_the_compute_capability(
+    device, requested, capability, dtype, scaler, noted
+):
     p = choose_precision(device, requested, capability)
     assert (p.dtype, p.use_scaler, p.note is not None) == (dtype, scaler, noted)
 
@@ -221,7 +222,10 @@ def test_load_model_gives_the_trained_model_in_eval_mode(finished_run):
     assert not any(k.startswith(("_orig_mod.", "module.")) for k in ckpt["model"])
     assert all(torch.equal(v, ckpt["model"][k]) for k, v in model.state_dict().items())
     last = load_model(run, which="last")
-    assert all(torch.equal(v, read_checkpoint(run / LAST)["model"][k]) for k, v in last.state_dict().items())
+    assert all(
+        torch.equal(v, read_checkpoint(run / LAST)["model"][k])
+        for k, v in last.state_dict().items()
+    )
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_model(run / "nowhere")
     with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
@@ -242,7 +246,9 @@ def test_a_run_learns_and_writes_its_directory(finished_run, corpus):
     assert vals[-1]["val_ppl"] == pytest.approx(math.exp(vals[-1]["val_loss"]))
     assert records[-1]["train_loss"] < records[0]["train_loss"] - 0.5
     assert summary["steps"] == 12 and summary["final_val_loss"] == vals[-1]["val_loss"]
-    assert yaml.safe_load((run / "config.yaml").read_text()) == load_config(tiny_config(corpus, max_steps=12))
+    assert yaml.safe_load((run / "config.yaml").read_text()) == load_config(
+        tiny_config(corpus, max_steps=12)
+    )
     assert read_checkpoint(run / LAST)["step"] == 12
     assert records[0]["lr"] == pytest.approx(3e-3 / 4)  # the schedule is applied
 
@@ -262,7 +268,9 @@ def test_an_update_accumulates_its_micro_batches_then_clips_and_steps(corpus, wo
     mean = sum(reference(x, y)[1] for x, y in batches) / 2
     mean.backward()
     assert loss == pytest.approx(mean.item(), rel=1e-6) and lr == 3e-3
-    assert norm.item() == pytest.approx(torch.nn.utils.clip_grad_norm_(reference.parameters(), 1.0).item(), rel=1e-5)
+    assert norm.item() == pytest.approx(
+        torch.nn.utils.clip_grad_norm_(reference.parameters(), 1.0).item(), rel=1e-5
+    )
     make_optimizer(reference, lr=3e-3).step()
     for (name, a), b in zip(trainer.raw.state_dict().items(), reference.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6), name
@@ -283,7 +291,9 @@ def test_nan_loss_stops_without_touching_the_checkpoint(corpus, work_dir, tmp_pa
             return logits, loss
 
     monkeypatch.setattr(trainer_module, "GPT", Diverging)
-    with pytest.raises(TrainingError, match="loss became nan at update 8.*last saved at step 6.*lower lr"):
+    with pytest.raises(
+        TrainingError, match="loss became nan at update 8.*last saved at step 6.*lower lr"
+    ):
         train(tiny_config(corpus), tmp_path, progress=False, work_dir=work_dir)
     assert read_checkpoint(tmp_path / LAST)["step"] == 5
     assert max(r["step"] for r in read_metrics(tmp_path)) == 7
@@ -294,7 +304,9 @@ def test_out_of_memory_says_which_setting_to_lower(corpus, work_dir, tmp_path, m
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(Trainer, "update", no_memory)
-    with pytest.raises(TrainingError, match="out of GPU memory with batch_size=4, n_ctx=32: lower batch_size"):
+    with pytest.raises(
+        TrainingError, match="out of GPU memory with batch_size=4, n_ctx=32: lower batch_size"
+    ):
         train(tiny_config(corpus), tmp_path, progress=False, work_dir=work_dir)
 
 
@@ -306,7 +318,9 @@ def run_main(capsys, *args):
     return status, err.strip()
 
 
-def test_cli_user_errors_are_one_line_without_traceback(capsys, corpus, work_dir, tmp_path, finished_run):
+def test_cli_user_errors_are_one_line_without_traceback(
+    capsys, corpus, work_dir, tmp_path, finished_run
+):
     run, _ = finished_run
     before = {p.name: digest(p) for p in run.glob("ckpt_*")}
     short = make_corpus(tmp_path / "short.txt", n_lines=3)
@@ -345,7 +359,9 @@ def test_cli_really_exits_non_zero_without_traceback(tmp_path):
 
 
 def test_unsupported_dtype_falls_back_with_a_note(capsys, corpus, work_dir, tmp_path):
-    config = write_config(tmp_path / "c.yaml", tiny_config(corpus, max_steps=2, warmup_steps=1, eval_interval=2))
+    config = write_config(
+        tmp_path / "c.yaml", tiny_config(corpus, max_steps=2, warmup_steps=1, eval_interval=2)
+    )
     status = main(["--config", str(config), "--set", "dtype=bfloat16", "--out-dir", str(tmp_path / "o"),
                    "--work-dir", str(work_dir), "--no-progress"])  # fmt: skip
     out, err = capsys.readouterr()
@@ -357,7 +373,19 @@ def test_resume_without_config_uses_the_runs_own(capsys, corpus, work_dir, tmp_p
     config = write_config(tmp_path / "c.yaml", tiny_config(corpus, max_steps=4, eval_interval=2))
     assert main(["--config", str(config), "--out-dir", str(tmp_path / "o"), "--until", "2",
                  "--work-dir", str(work_dir), "--no-progress"]) == 0  # fmt: skip
-    assert main(["--out-dir", str(tmp_path / "o"), "--resume", "--work-dir", str(work_dir), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "--out-dir",
+                str(tmp_path / "o"),
+                "--resume",
+                "--work-dir",
+                str(work_dir),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     out, _ = capsys.readouterr()
     assert [r["step"] for r in read_metrics(tmp_path / "o")] == [1, 2, 3, 4]
     assert "resumed from ckpt_last.pt at step 2" in out
@@ -371,7 +399,10 @@ def test_both_checkpoints_corrupt_is_an_error_not_a_fresh_start(capsys, corpus, 
     status, err = run_main(capsys, "--config", write_config(tmp_path.parent / "c6.yaml", cfg),
                            "--out-dir", tmp_path, "--resume", "--work-dir", work_dir)  # fmt: skip
     assert status == 1 and "no readable checkpoint left" in err
-    assert sorted(p.name for p in tmp_path.glob("*.corrupt")) == [BEST + ".corrupt", LAST + ".corrupt"]
+    assert sorted(p.name for p in tmp_path.glob("*.corrupt")) == [
+        BEST + ".corrupt",
+        LAST + ".corrupt",
+    ]
 
 
 def test_a_run_directory_takes_one_trainer_at_a_time(capsys, corpus, work_dir, tmp_path):
@@ -381,7 +412,9 @@ def test_a_run_directory_takes_one_trainer_at_a_time(capsys, corpus, work_dir, t
     tmp_path.mkdir(exist_ok=True)
     config = write_config(tmp_path.parent / "c_lock.yaml", tiny_config(corpus, max_steps=4))
     with exclusive(tmp_path, Processes()):  # as if another process were training into it
-        status, err = run_main(capsys, "--config", config, "--out-dir", tmp_path, "--work-dir", work_dir)
+        status, err = run_main(
+            capsys, "--config", config, "--out-dir", tmp_path, "--work-dir", work_dir
+        )
         assert status == 1 and "is training into" in err and "wait for it to finish" in err
     assert main(["--config", str(config), "--out-dir", str(tmp_path), "--work-dir", str(work_dir),
                  "--no-progress"]) == 0  # fmt: skip

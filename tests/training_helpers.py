@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,3 +75,12 @@ def cli(*args: str, **kwargs: Any) -> subprocess.Popen:
 def comparable(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Metrics without the fields that measure time."""
     return [{k: v for k, v in r.items() if k not in ("tokens_per_s", "mfu")} for r in records]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Training tests run on one thread: steadier on shared cores, and bitwise repeatable."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
