@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,7 @@ def train(
     work_dir: str | os.PathLike | None = None,
     until: int | None = None,
     overwrite: bool = False,
+    overrides: Iterable[str] | Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train a GPT into the run directory `out_dir`; return a summary of the run.
 
@@ -61,6 +63,7 @@ def train(
         unless `overwrite` asks to delete that run and start again.
     work_dir: cache of the tokenizer and token ids (default `build/<preset>`).
     until: stop after this update (with a checkpoint), e.g. to fit a time slot; resume later.
+    overrides: `key=value` strings or a mapping applied on top of the config (`--set`).
 
     The summary holds steps, final and best validation loss, validation perplexity, tokens/s
     and (on a known GPU) MFU. Under torchrun every process calls this; they train together.
@@ -69,8 +72,9 @@ def train(
     if config is None:
         config = out_dir / "config.yaml"
         if not config.is_file():
-            raise ConfigError(f"no config given and {config} does not exist: pass a config")
-    cfg = load_config(config)
+            raise ConfigError(f"no config given and {config} does not exist: pass a config "
+                              "(--config on the command line)")  # fmt: skip
+    cfg = load_config(config, overrides)
     owns_group = not dist.is_initialized()
     try:
         work = Path(work_dir) if work_dir is not None else default_work_dir(config)
@@ -106,15 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.config is None and not args.resume:
         parser.error("--config is required (it may be left out with --resume)")
     try:
-        config = args.config
-        if config is None:
-            config = args.out_dir / "config.yaml"
-            if not config.is_file():
-                raise ConfigError(f"--resume without --config needs {config}: pass --config")
-        cfg = load_config(config, args.overrides)
-        work_dir = args.work_dir or default_work_dir(args.config)
-        summary = train(cfg, args.out_dir, args.resume, not args.no_progress, work_dir, args.until,
-                        args.overwrite)  # fmt: skip
+        summary = train(args.config, args.out_dir, args.resume, not args.no_progress,
+                        args.work_dir, args.until, args.overwrite, args.overrides)  # fmt: skip
     except USER_ERRORS as err:
         if os.environ.get("GPT1_DEBUG"):
             raise
