@@ -5,6 +5,7 @@
 """GPT-1: token + learned position embeddings, a stack of post-LN blocks, an LM head tied to
 the token embedding; named model sizes; Hugging Face OpenAIGPT checkpoints in and out."""
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import replace
@@ -20,19 +21,26 @@ from gpt1_lib.block import Block
 from gpt1_lib.pretrained import check_state_dict, read_hf_checkpoint, write_hf_checkpoint
 from gpt1_lib.profiles import load_config
 
-__all__ = ["GPT", "GPTConfig", "MODEL_FIELDS", "model_config"]
+__all__ = ["GPT", "GPTConfig", "MODEL_FIELDS", "SIZE_FIELDS", "model_config"]
 
-MODEL_FIELDS = ("vocab_size", "n_ctx", "n_embd", "n_layer", "n_head", "dropout")
+MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(GPTConfig))  # every field, pre_ln too
+SIZE_FIELDS = ("vocab_size", "n_ctx", "n_embd", "n_layer", "n_head")  # no sensible default
 
 
 def model_config(preset: str | os.PathLike | Mapping[str, Any], **overrides: Any) -> GPTConfig:
     """The GPTConfig of a named preset ('smoke', 'cpu', 't4', 'a10g', 'gpt1'), a YAML file,
-    or a config mapping (a `Profile` works too); `overrides` replace single fields."""
+    or a config mapping (a training config or a `Profile` works too); `overrides` replace
+    single fields.
+
+    The one place a model is derived from a config: it reads every `GPTConfig` field the
+    config sets (`pre_ln` included), takes GPT-1's defaults for the others, and ignores the
+    training keys, so a training run, a checkpoint and this chapter build the same model.
+    """
     if hasattr(preset, "config"):  # a gpt1_lib.profiles.Profile
         preset = preset.config
     if not isinstance(preset, Mapping):
         preset = load_config(preset)
-    missing = [k for k in MODEL_FIELDS if k not in preset and k not in overrides]
+    missing = [k for k in SIZE_FIELDS if k not in preset and k not in overrides]
     if missing:
         raise ValueError(f"the config lacks the model field(s) {', '.join(missing)}: add them")
     fields = {k: preset[k] for k in MODEL_FIELDS if k in preset}
@@ -40,7 +48,8 @@ def model_config(preset: str | os.PathLike | Mapping[str, Any], **overrides: Any
 
 
 class GPT(nn.Module):
-    """The GPT-1 language model.
+    """The GPT-1 language model; with `config.pre_ln`, GPT-2's architecture exactly (pre-LN
+    blocks and a final LayerNorm `ln_f`).
 
     Parameter names follow Hugging Face's OpenAIGPT (`tokens_embed`, `positions_embed`,
     `h.{i}.attn.c_attn`, `h.{i}.ln_1`, ...), so the original weights load without renaming.
@@ -55,6 +64,12 @@ class GPT(nn.Module):
         self.positions_embed = nn.Embedding(config.n_ctx, config.n_embd)
         self.drop = nn.Dropout(config.dropout)
         self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        # GPT-1's post-LN stack ends normalised; a pre-LN stack (GPT-2) needs a last LayerNorm
+        self.ln_f = (
+            nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps)
+            if config.pre_ln
+            else nn.Identity()
+        )
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.tokens_embed.weight  # tied: one tensor, read both ways
         self.apply(init_weights)
@@ -73,7 +88,7 @@ class GPT(nn.Module):
         x = self.drop(self.tokens_embed(idx) + self.positions_embed(pos))
         for i, block in enumerate(self.h):
             x = block(x, None if kv_cache is None else kv_cache[i])
-        logits = self.lm_head(x)  # no final LayerNorm: the post-LN stack ends normalised
+        logits = self.lm_head(self.ln_f(x))
         if targets is None:
             return logits, None
         if targets.shape != idx.shape:

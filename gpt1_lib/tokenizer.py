@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from gpt1_lib.corpus import CORPORA, check_text_file, fetch
 
@@ -193,4 +193,46 @@ def prepare_tokenizer(
             _write_sample(source, sample, sample_bytes)
             tokenizer = train_tokenizer(sample, vocab_size)
     save_tokenizer(tokenizer, path)
+    return tokenizer
+
+
+OPENAI_FILES = {
+    "release": ("encoder_bpe_40000.json", "vocab_40000.bpe"),
+    "hub": ("vocab.json", "merges.txt"),
+}
+
+
+def load_openai_tokenizer(folder: str | os.PathLike) -> Tokenizer:
+    """GPT-1's own tokenizer from a folder holding its two files, as a `tokenizers.Tokenizer`.
+
+    The folder holds either OpenAI's release (`encoder_bpe_40000.json` + `vocab_40000.bpe`) or
+    a Hugging Face hub checkout (`vocab.json` + `merges.txt`): the same token -> id map and the
+    same merges under other names. It lower-cases, splits words and punctuation as BERT's basic
+    tokenizer does, and marks the end of a word with `</w>`, exactly as `transformers`'
+    `OpenAIGPTTokenizer` builds it. Unknown characters become `<unk>` (id 0); there is no
+    end-of-text token.
+    """
+    folder = Path(folder).expanduser()
+    for vocab_name, merges_name in OPENAI_FILES.values():
+        vocab, merges = folder / vocab_name, folder / merges_name
+        if vocab.is_file() and merges.is_file():
+            break
+    else:
+        raise FileNotFoundError(
+            f"{folder} holds no GPT-1 tokenizer: it needs encoder_bpe_40000.json + "
+            "vocab_40000.bpe (OpenAI's release, fetch('openai-gpt-bpe')) or vocab.json + "
+            "merges.txt (a Hugging Face hub checkout)"
+        )
+    bpe = models.BPE.from_file(
+        str(vocab),
+        str(merges),
+        unk_token="<unk>",
+        end_of_word_suffix="</w>",
+        continuing_subword_prefix="",
+        fuse_unk=False,
+    )
+    tokenizer = Tokenizer(bpe)
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.BPEDecoder(suffix="</w>")
     return tokenizer
