@@ -18,7 +18,12 @@ from torch import nn
 
 from gpt1_lib.attention import GPTConfig
 from gpt1_lib.block import Block
-from gpt1_lib.pretrained import check_state_dict, read_hf_checkpoint, write_hf_checkpoint
+from gpt1_lib.pretrained import (
+    check_state_dict,
+    read_hf_checkpoint,
+    read_openai_release,
+    write_hf_checkpoint,
+)
 from gpt1_lib.profiles import load_config
 
 __all__ = ["GPT", "GPTConfig", "MODEL_FIELDS", "SIZE_FIELDS", "model_config"]
@@ -123,7 +128,17 @@ class GPT(nn.Module):
 
         Returns the model in eval mode, as `transformers` does; `.train()` to fine-tune.
         """
-        config, state = read_hf_checkpoint(name_or_dir)
+        config, state = read_hf_checkpoint(name_or_dir, overrides.pop("dropout", None))
+        model = cls(replace(config, **overrides))
+        check_state_dict(state, model.state_dict())
+        model.load_state_dict(state)
+        return model.eval()
+
+    @classmethod
+    def from_openai_release(cls, folder: str | os.PathLike, **overrides: Any) -> "GPT":
+        """Load GPT-1 as OpenAI released it: `params_shapes.json` + `params_0.npy` ... in
+        `folder` (see section 6); `overrides` change config fields. Returns eval mode."""
+        config, state = read_openai_release(folder, n_head=overrides.pop("n_head", 12))
         model = cls(replace(config, **overrides))
         check_state_dict(state, model.state_dict())
         model.load_state_dict(state)

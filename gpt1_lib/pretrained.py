@@ -9,11 +9,13 @@ state dicts only, so it needs no model class and imports nothing but the config.
 """
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from gpt1_lib.attention import GPTConfig
@@ -28,8 +30,12 @@ CONV1D_WEIGHTS = (
 WEIGHTS_FILE, LEGACY_WEIGHTS_FILE = "model.safetensors", "pytorch_model.bin"
 
 
-def config_from_hf(hf: Mapping[str, Any]) -> GPTConfig:
-    """GPTConfig from the dict of an HF OpenAIGPT config.json."""
+def config_from_hf(hf: Mapping[str, Any], dropout: float | None = None) -> GPTConfig:
+    """GPTConfig from the dict of an HF OpenAIGPT config.json.
+
+    HF keeps three dropout rates (embeddings, attention, residual branches); GPT-1 and
+    `GPTConfig` use one. Different rates are refused unless `dropout` chooses the one to use.
+    """
     if hf.get("model_type") != "openai-gpt":
         raise ValueError(
             f"config.json describes a {hf.get('model_type')!r} model, not 'openai-gpt': "
@@ -37,13 +43,25 @@ def config_from_hf(hf: Mapping[str, Any]) -> GPTConfig:
         )
     if hf.get("afn", "gelu") not in ("gelu", "gelu_new"):
         raise ValueError(f"afn={hf['afn']!r} is not GPT-1's tanh GELU: this model cannot run it")
+    if not hf.get("tie_word_embeddings", True):
+        raise ValueError(
+            "config.json says the LM head is not tied to the token embedding; GPT ties them, as "
+            "GPT-1 does, so loading would silently replace the head: this checkpoint cannot load"
+        )
+    rates = {k: hf.get(k, 0.1) for k in ("embd_pdrop", "attn_pdrop", "resid_pdrop")}
+    if dropout is None and len(set(rates.values())) > 1:
+        found = ", ".join(f"{k}={v}" for k, v in rates.items())
+        raise ValueError(
+            f"config.json sets different dropout rates ({found}) but GPTConfig has one for all "
+            "three sites, as GPT-1 does: choose it, e.g. GPT.from_pretrained(path, dropout=0.1)"
+        )
     return GPTConfig(
         vocab_size=hf["vocab_size"],
         n_ctx=hf["n_positions"],
         n_embd=hf["n_embd"],
         n_layer=hf["n_layer"],
         n_head=hf["n_head"],
-        dropout=hf.get("resid_pdrop", 0.1),
+        dropout=rates["resid_pdrop"] if dropout is None else dropout,
         layer_norm_eps=hf.get("layer_norm_epsilon", 1e-5),
         activation="gelu_tanh",  # HF OpenAIGPT's "gelu" is the tanh form (gelu_new)
     )
@@ -78,10 +96,19 @@ def config_to_hf(config: GPTConfig) -> dict[str, Any]:
 def state_dict_from_hf(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Our state dict from HF OpenAIGPT tensors: strip `transformer.`, drop the causal-mask
     buffers, transpose Conv1D weights, and point the tied head at the token embedding."""
+    head, embedding = tensors.get("lm_head.weight"), tensors.get("transformer.tokens_embed.weight")
+    if head is not None and embedding is not None and not torch.equal(head, embedding):
+        raise ValueError(
+            "this checkpoint's lm_head.weight differs from its token embedding (an untied "
+            "head); GPT ties them, as GPT-1 does, so it cannot load this head faithfully"
+        )
     state = {}
     for key, tensor in tensors.items():
         name = key.removeprefix("transformer.")
-        if name.endswith(".attn.bias") or name in ("position_ids", "lm_head.weight"):
+        if name.endswith((".attn.bias", ".attn.masked_bias")) or name in (
+            "position_ids",
+            "lm_head.weight",
+        ):
             continue
         state[name] = (tensor.T if name.endswith(CONV1D_WEIGHTS) else tensor).contiguous()
     if "tokens_embed.weight" in state:
@@ -121,7 +148,9 @@ def check_state_dict(
             )
 
 
-def read_hf_checkpoint(name_or_dir: str | os.PathLike) -> tuple[GPTConfig, dict[str, torch.Tensor]]:
+def read_hf_checkpoint(
+    name_or_dir: str | os.PathLike, dropout: float | None = None
+) -> tuple[GPTConfig, dict[str, torch.Tensor]]:
     """(config, our state dict) of a local HF OpenAIGPT directory or a hub id."""
     from safetensors.torch import load_file
 
@@ -129,7 +158,7 @@ def read_hf_checkpoint(name_or_dir: str | os.PathLike) -> tuple[GPTConfig, dict[
     config_file = directory / "config.json"
     if not config_file.is_file():
         raise ValueError(f"{directory} is not an HF OpenAIGPT checkpoint: it has no config.json")
-    config = config_from_hf(json.loads(config_file.read_text()))
+    config = config_from_hf(json.loads(config_file.read_text()), dropout)
     if (directory / WEIGHTS_FILE).is_file():
         tensors = load_file(directory / WEIGHTS_FILE)
     elif (directory / LEGACY_WEIGHTS_FILE).is_file():
@@ -212,3 +241,64 @@ def _download(repo_id: str) -> Path:
             f"holding config.json + {WEIGHTS_FILE}"
         ) from err
     return Path(config).parent
+
+
+GPT2_RENAMES = {
+    "transformer.wte.": "transformer.tokens_embed.",
+    "transformer.wpe.": "transformer.positions_embed.",
+}
+
+
+def state_dict_from_gpt2(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The state dict of a `GPT(GPTConfig(pre_ln=True, ...))` from HF GPT2LMHeadModel tensors."""
+    renamed = {}
+    for key, tensor in tensors.items():
+        for old, new in GPT2_RENAMES.items():
+            key = new + key.removeprefix(old) if key.startswith(old) else key
+        renamed[key] = tensor
+    return state_dict_from_hf(renamed)
+
+
+OPENAI_BLOCK_ARRAYS = (
+    "attn.c_attn.weight", "attn.c_attn.bias", "attn.c_proj.weight", "attn.c_proj.bias",
+    "ln_1.weight", "ln_1.bias", "mlp.c_fc.weight", "mlp.c_fc.bias",
+    "mlp.c_proj.weight", "mlp.c_proj.bias", "ln_2.weight", "ln_2.bias",
+)  # fmt: skip
+
+
+def read_openai_release(
+    folder: str | os.PathLike, n_head: int = 12
+) -> tuple[GPTConfig, dict[str, torch.Tensor]]:
+    """(config, our state dict) of OpenAI's NumPy release of GPT-1 in `folder`:
+    `params_shapes.json` and the shards `params_0.npy`, `params_1.npy`, ... of one flat array."""
+    folder = Path(folder).expanduser()
+    shards = []
+    while (shard := folder / f"params_{len(shards)}.npy").is_file():
+        shards.append(shard)
+    if not (folder / "params_shapes.json").is_file() or not shards:
+        raise FileNotFoundError(
+            f"{folder} is not OpenAI's GPT-1 release: it needs params_shapes.json and "
+            "params_0.npy ... params_9.npy (see gpt1_lib.corpus for the download)"
+        )
+    shapes = [tuple(s) for s in json.loads((folder / "params_shapes.json").read_text())]
+    flat = np.concatenate([np.load(shard, allow_pickle=False).reshape(-1) for shard in shards])
+    sizes = [math.prod(shape) for shape in shapes]
+    n_layer, extra = divmod(len(shapes) - 2, len(OPENAI_BLOCK_ARRAYS))
+    if flat.size != sum(sizes) or extra or n_layer < 1:
+        raise ValueError(
+            f"{folder}: {len(shards)} shards hold {flat.size:,} numbers but params_shapes.json "
+            f"lists {len(shapes)} arrays of {sum(sizes):,}: a shard is missing or truncated"
+        )
+    arrays = [a.reshape(s) for a, s in zip(np.split(flat, np.cumsum(sizes)[:-1]), shapes)]
+    (n_ctx, n_embd), vocab_size = arrays[0].shape, arrays[1].shape[0]
+    config = GPTConfig(
+        vocab_size=vocab_size, n_ctx=n_ctx, n_embd=n_embd, n_layer=n_layer, n_head=n_head
+    )
+    state = {"positions_embed.weight": arrays[0], "tokens_embed.weight": arrays[1]}
+    for i in range(n_layer):
+        block = arrays[2 + i * len(OPENAI_BLOCK_ARRAYS) : 2 + (i + 1) * len(OPENAI_BLOCK_ARRAYS)]
+        for name, array in zip(OPENAI_BLOCK_ARRAYS, block):
+            state[f"h.{i}.{name}"] = array[0].T if array.ndim == 3 else array  # (1, in, out)
+    state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}
+    state["lm_head.weight"] = state["tokens_embed.weight"]
+    return config, state

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -297,3 +298,181 @@ def test_real_gpt1_greedy_golden_continuation():
             out = torch.cat([out, model(out)[0][:, -1].argmax(-1, keepdim=True)], dim=1)
     text = tokenizer.decode(out[0]).replace(" .", ".")  # GPT-1's BPE splits off punctuation
     assert text.startswith("the president is a very good man.")
+
+
+# --- one config derivation: every GPTConfig field a preset sets reaches the model -----------
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_model_config_honours_every_field_the_preset_sets(name):
+    import dataclasses
+
+    from gpt1_lib.profiles import load_config
+
+    preset = load_config(name)
+    config = model_config(name)
+    for field in dataclasses.fields(GPTConfig):
+        expected = preset.get(field.name, field.default)
+        assert getattr(config, field.name) == expected, (name, field.name)
+    with torch.device("meta"):
+        model = GPT(config)
+    assert isinstance(model.ln_f, torch.nn.LayerNorm) == bool(preset.get("pre_ln", False))
+
+
+def test_the_cpu_preset_builds_a_pre_ln_model_with_a_final_layernorm():
+    config = model_config("cpu")
+    assert config.pre_ln
+    assert "ln_f.weight" in GPT(config).state_dict()
+
+
+def test_pre_ln_and_post_ln_checkpoints_do_not_load_into_each_other():
+    post, pre = GPT(GPTConfig(**SMALL)), GPT(GPTConfig(**SMALL, pre_ln=True))
+    assert set(pre.state_dict()) - set(post.state_dict()) == {"ln_f.weight", "ln_f.bias"}
+    with pytest.raises(RuntimeError, match="ln_f"):
+        post.load_state_dict(pre.state_dict())
+    with pytest.raises(RuntimeError, match="ln_f"):
+        pre.load_state_dict(post.state_dict())
+
+
+# --- pre_ln=True is GPT-2's architecture exactly ---------------------------------------------
+
+
+@pytest.mark.parametrize("seq_len", [1, 9, 32])
+def test_pre_ln_model_matches_hf_gpt2_logits(seq_len):
+    from gpt1_lib.pretrained import state_dict_from_gpt2
+
+    torch.manual_seed(0)
+    gpt2 = transformers.GPT2LMHeadModel(
+        transformers.GPT2Config(
+            vocab_size=SMALL["vocab_size"],
+            n_positions=SMALL["n_ctx"],
+            n_embd=SMALL["n_embd"],
+            n_layer=SMALL["n_layer"],
+            n_head=SMALL["n_head"],
+            activation_function="gelu_new",  # the tanh GELU, as GPT-1
+        )
+    ).eval()
+    with torch.no_grad():
+        for p in gpt2.parameters():
+            p.normal_(0, 0.1)  # every tensor noisy, ln_f included
+    ours = GPT(GPTConfig(**SMALL, pre_ln=True)).eval()
+    ours.load_state_dict(state_dict_from_gpt2(gpt2.state_dict()))
+    idx = torch.randint(SMALL["vocab_size"], (3, seq_len))
+    with torch.no_grad():
+        diff = (ours(idx)[0] - gpt2(idx).logits).abs().max().item()
+    assert diff < 1e-5
+    # without the final LayerNorm the same weights give other logits: ln_f is really used
+    ours.ln_f = torch.nn.Identity()
+    with torch.no_grad():
+        assert (ours(idx)[0] - gpt2(idx).logits).abs().max().item() > 1e-3
+
+
+# --- HF config import: three dropout rates, tied heads --------------------------------------
+
+
+def _hf_config_dict(**changes):
+    config = transformers.OpenAIGPTConfig(
+        vocab_size=SMALL["vocab_size"],
+        n_positions=SMALL["n_ctx"],
+        n_embd=SMALL["n_embd"],
+        n_layer=SMALL["n_layer"],
+        n_head=SMALL["n_head"],
+    ).to_dict()
+    return {**config, **changes}
+
+
+def test_config_from_hf_reads_the_dropout_rates_and_refuses_different_ones():
+    from gpt1_lib.pretrained import config_from_hf
+
+    same = _hf_config_dict(embd_pdrop=0.2, attn_pdrop=0.2, resid_pdrop=0.2)
+    assert config_from_hf(same).dropout == 0.2
+    different = _hf_config_dict(embd_pdrop=0.1, attn_pdrop=0.0, resid_pdrop=0.1)
+    with pytest.raises(ValueError, match="attn_pdrop=0.0.*dropout="):
+        config_from_hf(different)
+    assert config_from_hf(different, dropout=0.05).dropout == 0.05
+
+
+def test_from_pretrained_refuses_mixed_dropout_unless_told_which(tmp_path):
+    noisy_gpt().save_pretrained(tmp_path)
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "embd_pdrop": 0.0}))
+    with pytest.raises(ValueError, match="different dropout rates"):
+        GPT.from_pretrained(tmp_path)
+    assert GPT.from_pretrained(tmp_path, dropout=0.0).config.dropout == 0.0
+
+
+def test_an_untied_head_is_refused_not_silently_re_tied(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    noisy_gpt().save_pretrained(tmp_path)
+    config_file = tmp_path / "config.json"
+    config = json.loads(config_file.read_text())
+    config_file.write_text(json.dumps({**config, "tie_word_embeddings": False}))
+    with pytest.raises(ValueError, match="not tied"):
+        GPT.from_pretrained(tmp_path)
+    config_file.write_text(json.dumps(config))  # the config says tied, the tensors disagree
+    tensors = load_file(tmp_path / "model.safetensors")
+    tensors["lm_head.weight"] = torch.randn_like(tensors["transformer.tokens_embed.weight"])
+    save_file(tensors, tmp_path / "model.safetensors")
+    with pytest.raises(ValueError, match="untied head"):
+        GPT.from_pretrained(tmp_path)
+
+
+# --- OpenAI's own release: params_shapes.json + params_0..9.npy -----------------------------
+
+
+def write_release_from_hf(hf, folder, n_shards: int = 10) -> None:
+    """Lay an HF OpenAIGPT model out as OpenAI released GPT-1: positions, tokens, then 12
+    arrays per block, Conv1D weights as (1, in, out), one flat float32 vector in shards."""
+    import numpy as np
+
+    sd = {k.removeprefix("transformer."): v.numpy() for k, v in hf.state_dict().items()}
+    arrays = [sd["positions_embed.weight"], sd["tokens_embed.weight"]]
+    for i in range(hf.config.n_layer):
+        for name in ("attn.c_attn", "attn.c_proj", "ln_1", "mlp.c_fc", "mlp.c_proj", "ln_2"):
+            weight = sd[f"h.{i}.{name}.weight"]
+            arrays += [weight[None] if weight.ndim == 2 else weight, sd[f"h.{i}.{name}.bias"]]
+    (folder / "params_shapes.json").write_text(json.dumps([list(a.shape) for a in arrays]))
+    flat = np.concatenate([a.reshape(-1) for a in arrays]).astype(np.float32)
+    for k, shard in enumerate(np.array_split(flat, n_shards)):
+        np.save(folder / f"params_{k}.npy", shard)
+
+
+def test_from_openai_release_equals_the_hf_port_path(tmp_path):
+    hf = small_hf_model(seed=3)
+    write_release_from_hf(hf, tmp_path)
+    assert len(list(tmp_path.glob("params_*.npy"))) == 10
+    from_release = GPT.from_openai_release(tmp_path, n_head=SMALL["n_head"])
+    assert from_release.config == GPTConfig(**SMALL)
+    assert not from_release.training
+    assert from_release.lm_head.weight is from_release.tokens_embed.weight
+    hf.save_pretrained(tmp_path / "hf")
+    from_hf = GPT.from_pretrained(tmp_path / "hf")
+    idx = torch.randint(SMALL["vocab_size"], (2, SMALL["n_ctx"]))
+    with torch.no_grad():
+        a, b, c = from_release(idx)[0], from_hf(idx)[0], hf(idx).logits
+    assert torch.equal(a, b)
+    assert (a - c).abs().max().item() < 1e-5
+
+
+def test_gpt1_release_shapes_describe_gpt1(tmp_path):
+    """The real params_shapes.json (mirrored offline) describes GPT-1: 146 arrays, 12 blocks."""
+    import os
+
+    mirror = os.environ.get("GPT1_DATA_MIRROR")
+    shapes_file = None if mirror is None else Path(mirror) / "openai-gpt-bpe" / "params_shapes.json"
+    if shapes_file is None or not shapes_file.is_file():
+        pytest.skip("GPT1_DATA_MIRROR does not hold openai-gpt-bpe/params_shapes.json")
+    shapes = json.loads(shapes_file.read_text())
+    assert len(shapes) == 2 + 12 * 12
+    assert shapes[0] == [512, 768] and shapes[1] == [40478, 768]
+    assert sum(math.prod(s) for s in shapes) == 116_534_784
+
+
+def test_a_broken_release_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="params_shapes.json"):
+        GPT.from_openai_release(tmp_path)
+    write_release_from_hf(small_hf_model(), tmp_path)
+    (tmp_path / "params_9.npy").unlink()
+    with pytest.raises(ValueError, match="missing or truncated"):
+        GPT.from_openai_release(tmp_path, n_head=SMALL["n_head"])
