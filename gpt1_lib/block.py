@@ -34,8 +34,8 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """One transformer block. GPT-1 (post-LN): n = ln_1(x + attn(x)); h = ln_2(n + mlp(n)).
 
-    With config.pre_ln (GPT-2): x = x + attn(ln_1(x)); h = x + mlp(ln_2(x)); a pre-LN stack
-    then needs a final LayerNorm, which the model adds.
+    With config.pre_ln (GPT-2's block): x = x + attn(ln_1(x)); h = x + mlp(ln_2(x)). The
+    model (chapter 04) then adds GPT-2's final LayerNorm `ln_f` after the last block.
     """
 
     def __init__(self, config: GPTConfig) -> None:

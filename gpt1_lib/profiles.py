@@ -3,7 +3,8 @@
 Hand-written glue (not generated from a notebook). Every notebook starts with
 `profile = active_profile()`, so one code path serves CI (`smoke`), a laptop (`cpu`),
 Colab (`t4`), an Ampere GPU (`a10g`) and the paper's recipe (`gpt1`); `GPT1_PROFILE`
-overrides the automatic choice (COURSE.md §4).
+overrides the automatic choice. The presets are `gpt1_lib/configs/<profile>.yaml`;
+CONTRIBUTING.md has the table of what each one runs.
 """
 
 from __future__ import annotations

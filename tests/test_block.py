@@ -86,6 +86,33 @@ def test_post_ln_and_pre_ln_follow_their_formulas():
     assert not torch.allclose(post(x), pre(x), atol=1e-3)
 
 
+def test_pre_ln_block_is_hf_gpt2_block():
+    """pre_ln=True is GPT-2's block: the same weights give the same output as transformers'."""
+    transformers = pytest.importorskip("transformers", reason="transformers is not installed")
+    from transformers.models.gpt2.modeling_gpt2 import GPT2Block
+
+    config = transformers.GPT2Config(
+        n_embd=32, n_head=4, n_positions=16, activation_function="gelu_new",
+        layer_norm_epsilon=1e-5, attn_pdrop=0.0, resid_pdrop=0.0, embd_pdrop=0.0,
+    )  # fmt: skip
+    config._attn_implementation = "eager"  # a block on its own, outside GPT2Model
+    hf = GPT2Block(config, layer_idx=0).eval()
+    block = make_block(pre_ln=True)
+    hf_state = hf.state_dict()
+    with torch.no_grad():
+        for name, tensor in block.state_dict().items():
+            transposed = name.endswith("weight") and tensor.dim() == 2  # Conv1D vs nn.Linear
+            hf_state[name].copy_(tensor.T if transposed else tensor)
+    x = torch.randn(2, 10, 32)
+    future = ~torch.ones(10, 10, dtype=torch.bool).tril()
+    mask = torch.zeros(1, 1, 10, 10).masked_fill(future, float("-inf"))  # the model's job in HF
+    with torch.no_grad():
+        theirs = hf(x, attention_mask=mask)
+        theirs = theirs[0] if isinstance(theirs, tuple) else theirs
+        torch.testing.assert_close(block(x), theirs, atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(make_block()(x), theirs, atol=1e-3)  # post-LN is not GPT-2's
+
+
 @pytest.mark.parametrize("activation, form", [("gelu_tanh", "tanh"), ("gelu", "none")])
 def test_mlp_is_four_times_wider_with_the_chosen_gelu(activation, form):
     config = GPTConfig(vocab_size=50, n_ctx=16, n_embd=32, n_head=4, activation=activation)

@@ -3,7 +3,7 @@
 Hand-written (not generated). Run as `make export`, or `python tools/export.py --check`
 to fail when `gpt1_lib/` differs from a fresh export (the nbdev "not in sync" check).
 
-Convention (nbdev's spelling, COURSE.md §3):
+Convention (nbdev's spelling; CONTRIBUTING.md has the whole workflow):
 - `#| default_exp <module>` on the first line of a code cell names the notebook's module;
 - `#| export` as a code cell's first line sends the cell to that module;
 - `#| export <module>` sends one cell to another module instead.
