@@ -18,7 +18,15 @@ import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import (
+    AddedToken,
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    trainers,
+)
 
 from gpt1_lib.corpus import CORPORA, check_text_file, fetch
 
@@ -209,8 +217,9 @@ def load_openai_tokenizer(folder: str | os.PathLike) -> Tokenizer:
     a Hugging Face hub checkout (`vocab.json` + `merges.txt`): the same token -> id map and the
     same merges under other names. It lower-cases, splits words and punctuation as BERT's basic
     tokenizer does, and marks the end of a word with `</w>`, exactly as `transformers`'
-    `OpenAIGPTTokenizer` builds it. Unknown characters become `<unk>` (id 0); there is no
-    end-of-text token.
+    `OpenAIGPTTokenizer` builds it. Unknown characters become `<unk>` (id 0), its one special
+    token (so `decode` drops it unless given `skip_special_tokens=False`, and the literal text
+    `<unk>` encodes to id 0); there is no end-of-text token.
     """
     folder = Path(folder).expanduser()
     for vocab_name, merges_name in OPENAI_FILES.values():
@@ -220,7 +229,7 @@ def load_openai_tokenizer(folder: str | os.PathLike) -> Tokenizer:
     else:
         raise FileNotFoundError(
             f"{folder} holds no GPT-1 tokenizer: it needs encoder_bpe_40000.json + "
-            "vocab_40000.bpe (OpenAI's release, fetch('openai-gpt-bpe')) or vocab.json + "
+            "vocab_40000.bpe (OpenAI's release, fetch_release('openai-gpt-bpe')) or vocab.json + "
             "merges.txt (a Hugging Face hub checkout)"
         )
     bpe = models.BPE.from_file(
@@ -235,4 +244,5 @@ def load_openai_tokenizer(folder: str | os.PathLike) -> Tokenizer:
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tokenizer.decoder = decoders.BPEDecoder(suffix="</w>")
+    tokenizer.add_special_tokens([AddedToken("<unk>", normalized=False, special=True)])
     return tokenizer

@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import http.server
 import os
+import shutil
 import socket
+import subprocess
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,13 +22,18 @@ import pytest
 from gpt1_lib.corpus import (
     CORPORA,
     MIRROR_ENV,
+    RELEASES,
     ChecksumError,
     Corpus,
     DownloadError,
+    Release,
     RemoteFile,
     download,
     fetch,
+    fetch_release,
+    git_blob_id,
     read_text,
+    sha256_of,
     splits,
 )
 
@@ -297,3 +304,193 @@ def test_tinyshakespeare_checksum_matches_the_shared_mirror(tmp_path):
     assert CORPORA["tinyshakespeare"].splits["train"].sha256 == sums["tinyshakespeare/input.txt"]
     path = fetch("tinyshakespeare", data_dir=tmp_path)
     assert path.stat().st_size == 1_115_394
+
+
+# --- released files: GPT-1's tokenizer and weights ---------------------------------------------
+
+OPENAI_FILES = ("encoder_bpe_40000.json", "vocab_40000.bpe", "params_shapes.json")
+
+
+def blob_id(content: bytes) -> str:
+    """Git's blob id, computed here independently of gpt1_lib: SHA-1 of header + bytes."""
+    return hashlib.sha1(b"blob " + str(len(content)).encode() + b"\0" + content).hexdigest()
+
+
+def test_git_blob_id_is_the_id_git_gives_a_file(tmp_path):
+    empty = tmp_path / "empty"
+    empty.touch()
+    assert git_blob_id(empty) == "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"  # git's empty blob
+    shard = tmp_path / "params_0.npy"
+    shard.write_bytes(BODY)  # several read chunks long
+    assert git_blob_id(shard) == blob_id(BODY) != hashlib.sha1(BODY).hexdigest()
+    if shutil.which("git"):  # and git itself agrees
+        named = subprocess.run(["git", "hash-object", str(shard)], capture_output=True, text=True)
+        assert named.stdout.strip() == blob_id(BODY)
+
+
+def toy_release(url: str, blob: str, sha: str = BODY_SHA) -> Release:
+    """A release of two files served by the test server: one pinned by SHA-256, one by blob id."""
+    return Release(
+        "a test release",
+        "http://127.0.0.1",
+        "test",
+        "toy-release",
+        (
+            RemoteFile(url, "shapes.json", sha256=sha),
+            RemoteFile(url.replace("corpus.txt", "shard.npy"), "params_0.npy", git_blob=blob),
+        ),
+    )
+
+
+SHARD = bytes(range(256)) * 3000  # stands for a weight shard: binary, 768,000 bytes
+
+
+@pytest.fixture
+def release_mirror(tmp_path, monkeypatch):
+    """A mirror holding both files of a release "toy" pinned to their true checksums."""
+    folder = tmp_path / "mirror"
+    (folder / "toy-release").mkdir(parents=True)
+    (folder / "toy-release" / "shapes.json").write_bytes(BODY)
+    (folder / "toy-release" / "params_0.npy").write_bytes(SHARD)
+    monkeypatch.setenv(MIRROR_ENV, str(folder))
+    monkeypatch.setitem(RELEASES, "toy", toy_release("http://127.0.0.1:9/corpus.txt", blob_id(SHARD)))
+    return folder
+
+
+def test_fetch_release_copies_the_mirror_into_one_verified_folder(release_mirror, tmp_path):
+    data = tmp_path / "data"
+    folder = fetch_release("toy", data_dir=data)
+    assert folder == data / "toy-release"
+    assert files_in(data) == ["toy-release/params_0.npy", "toy-release/shapes.json"]
+    assert (folder / "params_0.npy").read_bytes() == SHARD
+    (release_mirror / "toy-release" / "params_0.npy").unlink()
+    assert fetch_release("toy", data_dir=data) == folder  # now found in the folder itself
+
+
+def test_a_shard_with_a_wrong_blob_id_is_rejected_and_never_kept(release_mirror, monkeypatch, tmp_path):
+    corrupt = bytearray(SHARD)
+    corrupt[123_456] ^= 1  # one flipped bit
+    (release_mirror / "toy-release" / "params_0.npy").write_bytes(bytes(corrupt))
+    data = tmp_path / "data"
+    wrong, right = blob_id(bytes(corrupt))[:16], blob_id(SHARD)[:16]
+    with pytest.raises(ChecksumError, match=f"git blob id {wrong}…, expected {right}"):
+        fetch_release("toy", data_dir=data)
+    assert "toy-release/params_0.npy" not in files_in(data)
+    assert all(not name.endswith((".tmp", ".part")) for name in files_in(data))
+
+
+def test_a_shard_with_the_right_sha1_but_no_blob_header_is_rejected(release_mirror, monkeypatch, tmp_path):
+    """The pin is git's blob id, not the bare SHA-1 of the bytes."""
+    bare_sha1 = hashlib.sha1(SHARD).hexdigest()
+    monkeypatch.setitem(RELEASES, "toy", toy_release("http://127.0.0.1:9/x", bare_sha1))
+    with pytest.raises(ChecksumError, match="git blob id"):
+        fetch_release("toy", data_dir=tmp_path / "data")
+
+
+def test_a_release_file_with_a_wrong_sha256_is_rejected(release_mirror, monkeypatch, tmp_path):
+    release = toy_release("http://127.0.0.1:9/x", blob_id(SHARD), sha="2" * 64)
+    monkeypatch.setitem(RELEASES, "toy", release)
+    data = tmp_path / "data"
+    with pytest.raises(ChecksumError, match="SHA-256 .*expected 2222"):
+        fetch_release("toy", data_dir=data)
+    assert "toy-release/shapes.json" not in files_in(data)
+
+
+def test_a_release_is_downloaded_and_its_blob_id_checked(server, monkeypatch, tmp_path):
+    monkeypatch.delenv(MIRROR_ENV, raising=False)
+    server.body = SHARD  # the test server serves any body under /corpus.txt
+    monkeypatch.setitem(
+        RELEASES,
+        "toy",
+        Release("t", "http://127.0.0.1", "test", "toy-release",
+                (RemoteFile(server.url, "params_0.npy", git_blob=blob_id(SHARD)),)),
+    )
+    folder = fetch_release("toy", data_dir=tmp_path)
+    assert (folder / "params_0.npy").read_bytes() == SHARD
+    monkeypatch.setitem(
+        RELEASES,
+        "toy",
+        Release("t", "http://127.0.0.1", "test", "other",
+                (RemoteFile(server.url, "params_0.npy", git_blob="0" * 40),)),
+    )
+    with pytest.raises(ChecksumError, match="git blob id .*expected 0000"):
+        fetch_release("toy", data_dir=tmp_path)
+    assert files_in(tmp_path / "other") == []  # neither the file nor a .part to resume from
+
+
+def test_shards_missing_from_the_mirror_say_what_to_do_and_copy_nothing(release_mirror, tmp_path):
+    (release_mirror / "toy-release" / "params_0.npy").unlink()
+    data = tmp_path / "data"
+    with pytest.raises(DownloadError) as err:
+        fetch_release("toy", data_dir=data)
+    message = str(err.value)
+    assert f"{MIRROR_ENV}={release_mirror} has no params_0.npy in {release_mirror / 'toy-release'}" in message
+    assert "Put the files there" in message and f"unset {MIRROR_ENV}" in message
+    assert "shapes.json" not in message.split(" in ")[0]  # only the missing file is named
+    assert files_in(data) == []
+
+
+def test_an_unknown_release_lists_the_known_ones(tmp_path):
+    known = "use one of openai-gpt, openai-gpt-bpe"
+    with pytest.raises(ValueError, match=f"unknown release 'openai-gpt2': {known}"):
+        fetch_release("openai-gpt2", data_dir=tmp_path)
+
+
+# The git blob ids of GPT-1's files at openai/finetune-transformer-lm a69b5c4, read from its
+# history independently of gpt1_lib (`git ls-tree`), and the shards' names in order.
+GPT1_BLOBS = {
+    "encoder_bpe_40000.json": "9dc3f0af5a80956e57dc8d9401e16dfadcade7c2",
+    "vocab_40000.bpe": "0023a687b3d4d0b795a5e97cc914bdabb5a253df",
+    "params_shapes.json": "29fac299ae848d7e447be84a33345edcf1b5353c",
+}
+
+
+def test_gpt1_releases_are_described_and_pinned():
+    bpe, full = RELEASES["openai-gpt-bpe"], RELEASES["openai-gpt"]
+    assert bpe.folder == full.folder  # one folder serves the tokenizer and the weights
+    assert [f.filename for f in bpe.files] == list(OPENAI_FILES)
+    assert [f.filename for f in full.files] == list(OPENAI_FILES) + [f"params_{i}.npy" for i in range(10)]
+    assert all(f.sha256 and len(f.sha256) == 64 for f in bpe.files)
+    shards = full.files[3:]
+    assert all(f.sha256 is None and len(f.git_blob) == 40 for f in shards)
+    assert len({f.git_blob for f in shards}) == 10
+    assert shards[0].git_blob == "84d83ac1f1cc878f56f33b167482c184491875d2"
+    assert shards[9].git_blob == "d389eb2074dd74754444b8062aba78b49f6a9053"
+    for release in (bpe, full):
+        assert release.licence == "MIT" and release.homepage.startswith("https://")
+        assert all(
+            f.url.startswith("https://raw.githubusercontent.com/openai/finetune-transformer-lm/")
+            and f.url.endswith("/model/" + f.filename)
+            for f in release.files
+        )
+
+
+def shared_mirror() -> Path:
+    mirror = os.environ.get(MIRROR_ENV)
+    if not mirror or not (Path(mirror) / "openai-gpt-bpe" / OPENAI_FILES[0]).is_file():
+        pytest.skip(f"needs {MIRROR_ENV} pointing at a mirror with openai-gpt-bpe/ (CI sets it)")
+    return Path(mirror)
+
+
+def test_openai_gpt_bpe_comes_from_the_shared_mirror_and_matches_git(tmp_path):
+    mirror = shared_mirror()
+    folder = fetch_release("openai-gpt-bpe", data_dir=tmp_path)
+    assert folder == tmp_path / "openai-gpt-bpe"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(OPENAI_FILES)
+    sums = dict(reversed(line.split()) for line in (mirror / "SHA256SUMS").read_text().splitlines())
+    for name in OPENAI_FILES:
+        assert sha256_of(folder / name) == sums[f"openai-gpt-bpe/{name}"]
+        assert git_blob_id(folder / name) == GPT1_BLOBS[name]  # the same pin scheme as the shards
+
+
+def test_asking_for_gpt1_weights_offline_says_what_to_do(tmp_path, monkeypatch):
+    mirror = shared_mirror()
+    if (mirror / "openai-gpt-bpe" / "params_0.npy").is_file():
+        pytest.skip("this mirror holds the weights")
+    with pytest.raises(DownloadError) as err:
+        fetch_release("openai-gpt", data_dir=tmp_path)
+    message = str(err.value)
+    assert ", ".join(f"params_{i}.npy" for i in range(10)) in message
+    assert "encoder_bpe_40000.json" not in message  # the mirror has the tokenizer files
+    assert f"unset {MIRROR_ENV} and call fetch_release('openai-gpt')" in message
+    assert files_in(tmp_path) == []

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import shutil
 import warnings
 from pathlib import Path
 
@@ -12,7 +15,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 from gpt1_lib import tokenizer as tok_module
-from gpt1_lib.corpus import CORPORA
+from gpt1_lib.corpus import CORPORA, MIRROR_ENV, fetch_release
 from gpt1_lib.tokenizer import (
     EOS,
     EOS_ID,
@@ -21,6 +24,7 @@ from gpt1_lib.tokenizer import (
     PAD_ID,
     decode,
     encode,
+    load_openai_tokenizer,
     load_tokenizer,
     prepare_tokenizer,
     save_tokenizer,
@@ -253,3 +257,116 @@ def test_prepare_tokenizer_rejects_unknown_corpora_and_bad_sizes(tmp_path):
     with pytest.raises(ValueError, match="sample_bytes must be positive"):
         prepare_tokenizer("tinyshakespeare", 512, tmp_path, sample_bytes=0)
     assert list(tmp_path.iterdir()) == []
+
+
+# --- GPT-1's own tokenizer --------------------------------------------------------------------
+
+RELEASE_FILES = ("encoder_bpe_40000.json", "vocab_40000.bpe")
+
+
+@pytest.fixture(scope="module")
+def openai_folder(tmp_path_factory) -> Path:
+    """GPT-1's released tokenizer files, fetched through the mirror (offline) into tmp."""
+    mirror = os.environ.get(MIRROR_ENV)
+    if not mirror or not (Path(mirror) / "openai-gpt-bpe" / RELEASE_FILES[0]).is_file():
+        pytest.skip(f"needs {MIRROR_ENV} pointing at a mirror with openai-gpt-bpe/ (CI sets it)")
+    return fetch_release("openai-gpt-bpe", data_dir=tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def openai_tokenizer(openai_folder) -> Tokenizer:
+    return load_openai_tokenizer(openai_folder)
+
+
+@pytest.fixture(scope="module")
+def reference(openai_folder):
+    """transformers' OpenAIGPTTokenizer built from the same two files, read independently."""
+    transformers = pytest.importorskip("transformers")
+    vocab = json.loads((openai_folder / "encoder_bpe_40000.json").read_text(encoding="utf-8"))
+    lines = (openai_folder / "vocab_40000.bpe").read_text(encoding="utf-8").split("\n")
+    assert lines[0].startswith("#version")
+    merges = [tuple(line.split()) for line in lines[1:] if line]
+    return transformers.OpenAIGPTTokenizer(vocab=vocab, merges=merges)
+
+
+LONG_PARAGRAPH = (
+    "It is a truth universally acknowledged, that a single man in possession of a good fortune, "
+    "must be in want of a wife. However little known the feelings or views of such a man may be "
+    "on his first entering a neighbourhood, this truth is so well fixed in the minds of the "
+    "surrounding families, that he is considered the rightful property of some one or other of "
+    "their daughters.\n\n\"My dear Mr. Bennet,\" said his lady to him one day, \"have you heard "
+    "that Netherfield Park is let at last?\" Mr. Bennet replied that he had not. "
+) * 8
+
+OPENAI_TEXTS = [
+    "",
+    "ROMEO: But, soft! what light through yonder window breaks?",
+    "UPPER lower MiXeD cAsE",
+    "Don't panic: GPT-1 was trained on 7,000 unpublished books (in 2018).",
+    "digits 0123456789 3.14159 1,000,000 +42 -7 #1 $9.99 50% a/b a_b a@b.com",
+    "newlines\nand\ttabs\r\nand   runs   of spaces  \n\n",
+    "naïve café résumé Ångström Œuvre façade Zoë São Paulo Düsseldorf",
+    "non-ASCII symbols: — – … « » © ® ™ € £ ¥ ° ± × ÷ ∞ ≠ → ♥ ♪",
+    "Ωμέγα Привет 東京 مرحبا שלום हिन्दी",
+    "an emoji 🙂 and a flag 🇫🇷 and a family 👨‍👩‍👧",
+    "control \x00\x01 bytes \x7f and a zero-width\u200bspace",
+    "<unk> <pad> </w> <|endoftext|> literal specials",
+    LONG_PARAGRAPH,
+]
+
+
+@pytest.mark.parametrize("text", OPENAI_TEXTS)
+def test_openai_tokenizer_encodes_and_decodes_exactly_as_transformers(openai_tokenizer, reference, text):
+    ours = openai_tokenizer.encode(text, add_special_tokens=False)
+    theirs = reference(text, add_special_tokens=False)["input_ids"]
+    assert ours.ids == theirs
+    assert ours.tokens == reference.convert_ids_to_tokens(theirs)
+    assert openai_tokenizer.decode(ours.ids, skip_special_tokens=False) == reference.decode(theirs)
+    assert openai_tokenizer.decode(ours.ids) == reference.decode(theirs, skip_special_tokens=True)
+
+
+def test_openai_tokenizer_is_built_as_transformers_builds_its_backend(openai_tokenizer, reference):
+    ours = json.loads(openai_tokenizer.to_str())
+    theirs = json.loads(reference.backend_tokenizer.to_str())
+    theirs.pop("post_processor")  # transformers adds a template that adds nothing to one text
+    assert ours.pop("post_processor") is None
+    assert ours == theirs
+
+
+def test_the_comparison_covers_what_it_claims(openai_tokenizer):
+    """Guard the test texts themselves: they do reach `<unk>`, long input and the empty case."""
+    ids = [openai_tokenizer.encode(t, add_special_tokens=False).ids for t in OPENAI_TEXTS]
+    assert ids[0] == [] and len(ids[-1]) > 500
+    assert sum(i.count(0) for i in ids) > 10  # many characters outside GPT-1's alphabet
+
+
+def test_openai_tokenizer_facts(openai_tokenizer):
+    vocab = openai_tokenizer.get_vocab()
+    assert openai_tokenizer.get_vocab_size() == len(vocab) == 40_478
+    assert (vocab["<unk>"], vocab["."]) == (0, 1)
+    specials = [t for t in vocab if t.startswith("<") and t.endswith(">") and not t.endswith("</w>")]
+    assert specials == ["<unk>"]  # no end-of-text token of any spelling
+    assert not {"<|endoftext|>", "</s>", "<s>", "<eos>", "<pad>"} & set(vocab)
+    tokens = openai_tokenizer.encode("Hello World 🙂", add_special_tokens=False).tokens
+    assert tokens == ["hello</w>", "world</w>", "<unk>"]
+    assert openai_tokenizer.encode("a<unk>b").ids == [vocab["a</w>"], 0, vocab["b</w>"]]
+    assert openai_tokenizer.decode(openai_tokenizer.encode("Hello,World!").ids) == "hello , world !"
+
+
+def test_openai_tokenizer_reads_a_hub_checkout_too(openai_folder, openai_tokenizer, tmp_path):
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    shutil.copy(openai_folder / "encoder_bpe_40000.json", hub / "vocab.json")
+    shutil.copy(openai_folder / "vocab_40000.bpe", hub / "merges.txt")
+    assert load_openai_tokenizer(hub).to_str() == openai_tokenizer.to_str()
+    assert load_openai_tokenizer(str(hub)).encode(LONG_PARAGRAPH).ids == (
+        openai_tokenizer.encode(LONG_PARAGRAPH).ids
+    )
+
+
+@pytest.mark.parametrize("present", [(), ("encoder_bpe_40000.json",), ("vocab.json", "vocab_40000.bpe")])
+def test_openai_tokenizer_refuses_a_folder_without_both_files(tmp_path, present):
+    for name in present:
+        (tmp_path / name).write_text("{}")
+    with pytest.raises(FileNotFoundError, match="holds no GPT-1 tokenizer: .*fetch_release"):
+        load_openai_tokenizer(tmp_path)
