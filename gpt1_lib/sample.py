@@ -4,8 +4,10 @@
 
 """Sampling from a trained GPT: next-token filters, generate (with a KV cache), streaming.
 
-Chapter 06 of the book. `generate` is the public entry point (COURSE.md §5); `python -m
-gpt1_lib.sample --checkpoint DIR --prompt TEXT` streams samples to the terminal.
+Chapter 06 of the book. `generate(model, idx, max_new_tokens, temperature, top_k, top_p)` is
+the function to call from code; `python -m gpt1_lib.sample --checkpoint DIR --prompt TEXT`
+streams samples to the terminal, with the tokenizer the checkpoint came with: the book's
+byte-level one (which ends a document with <eos>) or GPT-1's (which has no end-of-text token).
 """
 
 import argparse
@@ -24,7 +26,14 @@ from gpt1_lib.checkpoint import load_model
 from gpt1_lib.kv_cache import KVCache
 from gpt1_lib.model import GPT
 from gpt1_lib.pretrained import HUB_ALIASES, hub_reachable
-from gpt1_lib.tokenizer import EOS_ID, decode, encode, load_tokenizer
+from gpt1_lib.tokenizer import (
+    EOS,
+    OPENAI_FILES,
+    decode,
+    encode,
+    load_openai_tokenizer,
+    load_tokenizer,
+)
 
 
 def check_sampling_args(
@@ -243,6 +252,24 @@ def stream_text(
         yield text[printed:]
 
 
+END_OF_TEXT_TOKENS = (EOS, "<|endoftext|>")  # the book's tokenizers; GPT-2-style ones
+
+
+def end_of_text_id(tokenizer: Tokenizer) -> int | None:
+    """The id of the tokenizer's own end-of-text token, or None when its vocabulary has none.
+
+    Only special tokens count. The book's tokenizers end every document with <eos>; GPT-1's
+    vocabulary has no end-of-text token at all (its id 1 is "."), so sampling from it runs
+    to max_new_tokens.
+    """
+    special = {
+        token.content: i
+        for i, token in tokenizer.get_added_tokens_decoder().items()
+        if token.special
+    }
+    return next((special[name] for name in END_OF_TEXT_TOKENS if name in special), None)
+
+
 def stream(
     model: GPT,
     tokenizer: Tokenizer,
@@ -257,13 +284,22 @@ def stream(
 ) -> Iterator[str]:
     """Yield the continuation of one prompt (text or token ids) as text, while it is made.
 
-    An empty prompt starts from <eos>, as a new document; with stop_at_eos the text ends
-    where the model ends its document.
+    The end-of-text token is the tokenizer's own (`end_of_text_id`). An empty prompt starts
+    from it, as a new document; with stop_at_eos the text ends where the model ends its
+    document. A tokenizer without one (GPT-1's) needs a prompt, and its text runs to
+    max_new_tokens.
     """
     ids = encode(tokenizer, prompt) if isinstance(prompt, str) else list(prompt)
-    ids = ids or [EOS_ID]
+    eos = end_of_text_id(tokenizer)
+    if not ids:
+        if eos is None:
+            raise ValueError(
+                "an empty prompt starts from the end-of-text token, and this tokenizer has "
+                "none (GPT-1's vocabulary has no end-of-text token): pass a prompt"
+            )
+        ids = [eos]
     idx = torch.tensor([ids], dtype=torch.long, device=model.tokens_embed.weight.device)
-    eos_id = EOS_ID if stop_at_eos else None
+    eos_id = eos if stop_at_eos else None
     steps = generate_tokens(
         model,
         idx,
@@ -280,21 +316,25 @@ def stream(
     yield from stream_text(tokenizer, itertools.takewhile(lambda t: t != eos_id, tokens), ids[-8:])
 
 
-def load_for_sampling(checkpoint: str | os.PathLike, device: str = "cpu") -> tuple[GPT, Tokenizer]:
-    """The model (in eval mode, on `device`) and tokenizer behind a --checkpoint argument.
+def load_for_sampling(
+    checkpoint: str | os.PathLike, device: str = "cpu"
+) -> tuple[GPT, Tokenizer, int | None]:
+    """The model (in eval mode, on `device`), its own tokenizer and that tokenizer's
+    end-of-text id (None when it has none, as GPT-1's) behind a --checkpoint argument.
 
     Accepts a training run directory (chapter 05: checkpoints and tokenizer.json inside), a
-    `save_pretrained` directory (config.json + model.safetensors; tokenizer.json inside or in
-    its parent), or a hub id such as `openai-gpt` (needs the network or the local HF cache).
+    `save_pretrained` directory (config.json + model.safetensors, with a tokenizer.json or
+    GPT-1's vocab.json + merges.txt inside or in its parent), or a hub id such as `openai-gpt`
+    (its vocab.json + merges.txt: needs the network or the local HF cache).
     """
     path = Path(checkpoint).expanduser()
     if path.is_dir() and (path / "config.json").is_file():
-        candidates = (path / "tokenizer.json", path.parent / "tokenizer.json")
-        tokenizer_file = next((p for p in candidates if p.is_file()), None)
-        if tokenizer_file is None:
+        tokenizer = find_tokenizer(path, path.parent)
+        if tokenizer is None:
             raise ValueError(
-                f"{path} holds a model but no tokenizer.json (in it or beside it): copy there "
-                "the tokenizer.json the model was trained with"
+                f"{path} holds a model but no tokenizer (tokenizer.json, or GPT-1's vocab.json "
+                "+ merges.txt) in it or beside it: copy there the tokenizer the model was "
+                "trained with"
             )
         model = GPT.from_pretrained(path)
     elif path.is_dir():
@@ -305,6 +345,7 @@ def load_for_sampling(checkpoint: str | os.PathLike, device: str = "cpu") -> tup
                 "directory (no config.json): pass the --out-dir of a training run"
             )
         model = load_model(path, which="best", map_location="cpu")
+        tokenizer = load_tokenizer(tokenizer_file)
     elif (
         path.exists()
         or str(checkpoint).startswith((".", "/", "~"))
@@ -315,19 +356,52 @@ def load_for_sampling(checkpoint: str | os.PathLike, device: str = "cpu") -> tup
             "or fix the path"
         )
     else:
-        model, tokenizer_file = GPT.from_pretrained(str(checkpoint)), hub_tokenizer(str(checkpoint))
-    return model.to(device).eval(), load_tokenizer(tokenizer_file)
+        model, tokenizer = GPT.from_pretrained(str(checkpoint)), hub_tokenizer(str(checkpoint))
+    return model.to(device).eval(), tokenizer, end_of_text_id(tokenizer)
 
 
-def hub_tokenizer(name: str) -> Path:
-    """The tokenizer.json of a hub model (downloaded, or from the local HF cache offline)."""
+def find_tokenizer(*folders: Path) -> Tokenizer | None:
+    """The tokenizer in the first folder that holds one, or None: a tokenizer.json (the
+    book's, or any `tokenizers` file), else GPT-1's two files (`load_openai_tokenizer`)."""
+    for folder in folders:
+        if (folder / "tokenizer.json").is_file():
+            return read_tokenizer_file(folder / "tokenizer.json")
+        if any((folder / v).is_file() and (folder / m).is_file() for v, m in OPENAI_FILES.values()):
+            return load_openai_tokenizer(folder)
+    return None
+
+
+def read_tokenizer_file(path: str | os.PathLike) -> Tokenizer:
+    """Any tokenizer.json of the `tokenizers` library, with a one-line error if unreadable.
+
+    Unlike `load_tokenizer` it does not insist on the book's special tokens: sampling takes
+    the end-of-text token from the tokenizer itself.
+    """
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as err:  # tokenizers raises a bare Exception for bad JSON
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"{path} is not a readable tokenizer file ({reason})") from None
+
+
+def hub_tokenizer(name: str) -> Tokenizer:
+    """The tokenizer of a hub model (downloaded, or from the local HF cache offline): GPT-1's
+    vocab.json + merges.txt, or a tokenizer.json where the model has no such pair."""
     from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
     repo_id = HUB_ALIASES.get(name, name)
+    offline = not hub_reachable()
     try:
-        return Path(
-            hf_hub_download(repo_id, "tokenizer.json", local_files_only=not hub_reachable())
-        )
+        try:
+            files = [
+                hf_hub_download(repo_id, f, local_files_only=offline) for f in OPENAI_FILES["hub"]
+            ]
+            return load_openai_tokenizer(Path(files[0]).parent)
+        except EntryNotFoundError as err:
+            if isinstance(err, LocalEntryNotFoundError):  # offline and not cached: no fallback
+                raise
+            return read_tokenizer_file(hf_hub_download(repo_id, "tokenizer.json"))
     except Exception as err:
         raise ConnectionError(
             f"could not get the tokenizer of {repo_id!r} from the hub: {err}"
@@ -344,7 +418,11 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         required=True,
         help="training run dir, save_pretrained dir, or hub id (openai-gpt)",
     )
-    parser.add_argument("--prompt", default="", help="text to continue (empty: start from <eos>)")
+    parser.add_argument(
+        "--prompt",
+        default="",
+        help="text to continue (empty: start from the end-of-text token, if the tokenizer has one)",
+    )
     parser.add_argument("--max-new-tokens", type=int, default=200)
     parser.add_argument("--temperature", type=float, default=0.8, help="0 means greedy")
     parser.add_argument("--top-k", type=int, default=None)
@@ -365,12 +443,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         device = args.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        model, tokenizer = load_for_sampling(args.checkpoint, device)
+        model, tokenizer, eos_id = load_for_sampling(args.checkpoint, device)
     except (ValueError, OSError, ConnectionError) as err:
         sys.exit(f"error: {err}")
     except Exception as err:  # a corrupt file surfaces as anything from pickle to safetensors
         sys.exit(f"error: could not load {args.checkpoint}: {type(err).__name__}: {err}")
     ids = encode(tokenizer, args.prompt)
+    if not ids and eos_id is None:
+        sys.exit(
+            f"error: the tokenizer of {args.checkpoint} has no end-of-text token to start a "
+            "sample from (GPT-1's has none): pass --prompt TEXT"
+        )
     n_ctx = model.config.n_ctx
     if len(ids) > n_ctx:
         print(

@@ -1,8 +1,10 @@
 """Chapter 06: sampling filters, the KV cache (exactly equal to no cache), generate, stream,
-perplexity, and the sample command line."""
+perplexity, the sample command line, and checkpoints that bring GPT-1's tokenizer (no
+end-of-text token)."""
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -18,15 +20,17 @@ from gpt1_lib.perplexity import perplexity
 from gpt1_lib.sample import (
     check_sampling_args,
     decode_steps,
+    end_of_text_id,
     filter_logits,
     generate,
+    load_for_sampling,
     main,
     next_token_probs,
     sample_next,
     stream,
     stream_text,
 )
-from gpt1_lib.tokenizer import EOS_ID, decode, encode, train_tokenizer
+from gpt1_lib.tokenizer import EOS_ID, decode, encode, load_openai_tokenizer, train_tokenizer
 from gpt1_lib.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -407,3 +411,163 @@ def test_python_dash_m_runs_and_errors_without_traceback(saved):
         capture_output=True, text=True, cwd=ROOT,
     )
     assert bad.returncode != 0 and "Traceback" not in bad.stderr and "top_p" in bad.stderr
+
+
+# --- the checkpoint's own tokenizer: GPT-1's has no end-of-text token ---------------------
+
+
+GPT1_MERGES = ["t h", "th e</w>", "a n", "an d</w>", "i s</w>"]
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+GPT1_VOCAB = {
+    token: i
+    for i, token in enumerate(
+        ["<unk>", ".", *LETTERS, *(c + "</w>" for c in LETTERS), ".</w>",
+         *("".join(m.split()) for m in GPT1_MERGES)]
+    )
+}
+
+
+def write_gpt1_tokenizer(folder: Path, names=("vocab.json", "merges.txt")) -> None:
+    """A tiny vocabulary in GPT-1's layout: <unk> = 0, "." = 1, `</w>` ends a word."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / names[0]).write_text(json.dumps(GPT1_VOCAB))
+    (folder / names[1]).write_text("#version: 0.2\n" + "\n".join(GPT1_MERGES) + "\n")
+
+
+def id1_model(vocab_size: int) -> GPT:
+    """A tiny GPT whose greedy choice is always id 1 ("." for GPT-1, <eos> for the book).
+
+    The last LayerNorm outputs its bias (all ones) at every position, so each logit is the sum
+    of its embedding row; row 1 is all ones, the others are N(0, 0.02) noise.
+    """
+    torch.manual_seed(0)
+    net = GPT(GPTConfig(vocab_size=vocab_size, n_ctx=16, n_embd=16, n_layer=1, n_head=2))
+    with torch.no_grad():
+        net.tokens_embed.weight[1] = 1.0
+        net.h[-1].ln_2.weight.zero_()
+        net.h[-1].ln_2.bias.fill_(1.0)
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def gpt1_dir(tmp_path_factory) -> Path:
+    """A save_pretrained directory with GPT-1-format vocab.json + merges.txt inside."""
+    directory = tmp_path_factory.mktemp("gpt1_format")
+    id1_model(len(GPT1_VOCAB)).save_pretrained(directory)
+    write_gpt1_tokenizer(directory)
+    return directory
+
+
+def test_the_tiny_vocabulary_is_in_gpt1_layout(gpt1_dir):
+    tok = load_openai_tokenizer(gpt1_dir)
+    assert tok.get_vocab_size() == len(GPT1_VOCAB)
+    assert (tok.id_to_token(0), tok.id_to_token(1)) == ("<unk>", ".")
+    assert [tok.id_to_token(i) for i in encode(tok, "The")] == ["the</w>"]  # merged, lower-cased
+
+
+def test_load_for_sampling_reads_gpt1_files_and_finds_no_end_of_text(gpt1_dir, tokenizer):
+    model, tok, eos = load_for_sampling(gpt1_dir)
+    assert eos is None and end_of_text_id(tok) is None
+    assert tok.get_vocab() == GPT1_VOCAB and not model.training
+    assert end_of_text_id(tokenizer) == EOS_ID == tokenizer.token_to_id("<eos>")
+
+
+@pytest.mark.parametrize(
+    ("where", "names"),
+    [("parent", ("vocab.json", "merges.txt")),
+     ("inside", ("encoder_bpe_40000.json", "vocab_40000.bpe"))],  # OpenAI's release names
+)
+def test_gpt1_files_beside_the_checkpoint_or_under_release_names(tmp_path, where, names):
+    checkpoint = tmp_path / "model"
+    id1_model(len(GPT1_VOCAB)).save_pretrained(checkpoint)
+    write_gpt1_tokenizer(tmp_path if where == "parent" else checkpoint, names)
+    _, tok, eos = load_for_sampling(checkpoint)
+    assert tok.get_vocab() == GPT1_VOCAB and eos is None
+
+
+def test_a_checkpoint_without_any_tokenizer_is_refused(tmp_path):
+    id1_model(len(GPT1_VOCAB)).save_pretrained(tmp_path / "model")
+    assert "no tokenizer" in run_main("--checkpoint", str(tmp_path / "model"), "--prompt", "x")
+
+
+def test_cli_gpt1_tokenizer_runs_to_max_new_tokens_past_every_period(gpt1_dir, capsys):
+    assert run_main("--checkpoint", str(gpt1_dir), "--prompt", "The THEN", "--temperature", "0",
+                    "--max-new-tokens", "9") == ""
+    # lower-cased, `</w>` turned into spaces, then nine "." tokens: none ended the text
+    assert capsys.readouterr().out == "the then " + "." * 9 + "\n"
+
+
+def test_stream_with_gpt1_tokenizer_is_generate_decoded(gpt1_dir, model):
+    tok = load_openai_tokenizer(gpt1_dir)
+    prompt = encode(tok, "The band is")
+    idx = torch.tensor([prompt])
+
+    def seeded():
+        return torch.Generator().manual_seed(4)
+
+    out = generate(model, idx, 30, temperature=1.5, generator=seeded(),
+                   vocab_size=tok.get_vocab_size())
+    new = out[0, len(prompt):].tolist()
+    assert len(new) == 30 and max(new) < len(GPT1_VOCAB) and len(set(new)) > 5
+    text = "".join(stream(model, tok, prompt, 30, temperature=1.5, generator=seeded()))
+    assert text == decode(tok, prompt + new)[len("the band is"):]
+    assert "</w>" not in text and text == text.lower() and " " in text.strip()
+
+
+def test_an_empty_prompt_needs_an_end_of_text_token(gpt1_dir):
+    model, tok, _ = load_for_sampling(gpt1_dir)
+    with pytest.raises(ValueError, match="pass a prompt"):
+        next(stream(model, tok, "", 5))
+    message = run_main("--checkpoint", str(gpt1_dir), "--max-new-tokens", "3")
+    assert "no end-of-text token" in message and "--prompt" in message
+
+
+def test_the_book_tokenizer_still_stops_at_eos(tokenizer, tmp_path, capsys):
+    model = id1_model(CONFIG.vocab_size)  # the same greedy choice, id 1: <eos> this time
+    model.save_pretrained(tmp_path)
+    tokenizer.save(str(tmp_path / "tokenizer.json"))
+    _, tok, eos = load_for_sampling(tmp_path)
+    assert eos == EOS_ID
+    idx = torch.tensor([encode(tok, "to be")])
+    assert generate(model, idx, 10, temperature=0, eos_id=eos).size(1) == idx.size(1) + 1
+    assert "".join(stream(model, tok, "to be", 10, temperature=0)) == ""
+    assert "".join(stream(model, tok, "to be", 3, temperature=0, stop_at_eos=False)) == "<eos>" * 3
+    assert run_main("--checkpoint", str(tmp_path), "--prompt", "to be", "--temperature", "0",
+                    "--max-new-tokens", "10") == ""
+    assert capsys.readouterr().out == "to be\n"  # the sample ended at once, at <eos>
+
+
+def test_hub_id_uses_gpt1_files_from_the_local_hf_cache(gpt1_dir, tmp_path, monkeypatch, capsys):
+    """`openai-gpt` offline: the model and vocab.json + merges.txt come from the HF cache."""
+    from huggingface_hub import constants
+
+    repo = tmp_path / "models--openai-community--openai-gpt"
+    commit = "0" * 40
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for f in ("config.json", "model.safetensors", "vocab.json", "merges.txt"):
+        (snapshot / f).write_bytes((gpt1_dir / f).read_bytes())
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr("gpt1_lib.pretrained.hub_reachable", lambda *a, **k: False)
+    monkeypatch.setattr("gpt1_lib.sample.hub_reachable", lambda *a, **k: False)
+    _, tok, eos = load_for_sampling("openai-gpt")
+    assert eos is None and tok.get_vocab() == GPT1_VOCAB
+    assert run_main("--checkpoint", "openai-gpt", "--prompt", "the", "--temperature", "0",
+                    "--max-new-tokens", "4") == ""
+    assert capsys.readouterr().out == "the ....\n"
+    (snapshot / "merges.txt").unlink()  # a cache without the tokenizer: a clean error
+    assert "tokenizer" in run_main("--checkpoint", "openai-gpt", "--prompt", "the")
+
+
+def test_real_gpt1_greedy_golden_continuation_through_load_for_sampling():
+    from gpt1_lib.pretrained import hub_reachable
+
+    if not hub_reachable():
+        pytest.skip("the Hugging Face hub is unreachable (or HF_HUB_OFFLINE is set): "
+                    "cannot download openai-community/openai-gpt")
+    model, tok, eos = load_for_sampling("openai-gpt")
+    assert eos is None and (tok.id_to_token(0), tok.id_to_token(1)) == ("<unk>", ".")
+    text = "the president is" + "".join(stream(model, tok, "the president is", 6, temperature=0))
+    assert text.replace(" .", ".").startswith("the president is a very good man.")
