@@ -20,17 +20,22 @@ transformers.utils.logging.disable_progress_bar()
 SMALL = dict(vocab_size=101, n_ctx=32, n_embd=48, n_layer=2, n_head=4)
 
 
-def small_hf_model(seed: int = 0):
-    """A random OpenAIGPTLMHeadModel with *every* tensor noisy (no zero biases, no unit LNs)."""
-    torch.manual_seed(seed)
-    hf_config = transformers.OpenAIGPTConfig(
+def small_hf_config(**changes):
+    """The HF OpenAIGPTConfig of the SMALL sizes."""
+    return transformers.OpenAIGPTConfig(
         vocab_size=SMALL["vocab_size"],
         n_positions=SMALL["n_ctx"],
         n_embd=SMALL["n_embd"],
         n_layer=SMALL["n_layer"],
         n_head=SMALL["n_head"],
+        **changes,
     )
-    model = transformers.OpenAIGPTLMHeadModel(hf_config).eval()
+
+
+def small_hf_model(seed: int = 0):
+    """A random OpenAIGPTLMHeadModel with *every* tensor noisy (no zero biases, no unit LNs)."""
+    torch.manual_seed(seed)
+    model = transformers.OpenAIGPTLMHeadModel(small_hf_config()).eval()
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 0.1)
@@ -371,14 +376,7 @@ def test_pre_ln_model_matches_hf_gpt2_logits(seq_len):
 
 
 def _hf_config_dict(**changes):
-    config = transformers.OpenAIGPTConfig(
-        vocab_size=SMALL["vocab_size"],
-        n_positions=SMALL["n_ctx"],
-        n_embd=SMALL["n_embd"],
-        n_layer=SMALL["n_layer"],
-        n_head=SMALL["n_head"],
-    ).to_dict()
-    return {**config, **changes}
+    return small_hf_config(**changes).to_dict()
 
 
 def test_config_from_hf_reads_the_dropout_rates_and_refuses_different_ones():
