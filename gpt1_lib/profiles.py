@@ -2,8 +2,8 @@
 
 Hand-written glue (not generated from a notebook). Every notebook starts with
 `profile = active_profile()`, so one code path serves CI (`smoke`), a laptop (`cpu`),
-Colab (`t4`), an Ampere GPU (`a10g`) and the paper's recipe (`gpt1`); `GPT1_PROFILE`
-overrides the automatic choice. The presets are `gpt1_lib/configs/<profile>.yaml`;
+Colab (`t4`), an Ampere GPU (`a10g`) and GPT-1's own size and optimiser settings (`gpt1`);
+`GPT1_PROFILE` overrides the automatic choice. The presets are `gpt1_lib/configs/<profile>.yaml`;
 CONTRIBUTING.md has the table of what each one runs.
 """
 
