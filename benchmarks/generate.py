@@ -26,7 +26,7 @@ import torch
 import transformers
 from transformers import OpenAIGPTLMHeadModel
 
-from gpt1_lib.model import GPT, GPTConfig
+from gpt1_lib.model import GPT, model_config
 from gpt1_lib.sample import generate
 
 RESULTS = Path(__file__).resolve().parent / "results" / "generate.md"
@@ -47,7 +47,7 @@ def build_models(seed: int) -> tuple[GPT, OpenAIGPTLMHeadModel]:
     """Our model and transformers' model holding the very same weights, both in eval mode."""
     transformers.utils.logging.disable_progress_bar()
     torch.manual_seed(seed)
-    ours = GPT(GPTConfig(**COURSE_SHAPE, dropout=0.0)).eval()
+    ours = GPT(model_config(COURSE_SHAPE, dropout=0.0)).eval()
     with tempfile.TemporaryDirectory() as tmp:
         ours.save_pretrained(tmp)
         theirs = OpenAIGPTLMHeadModel.from_pretrained(tmp).eval()

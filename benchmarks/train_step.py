@@ -29,7 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -38,7 +38,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gpt1_lib.model import GPT, GPTConfig  # noqa: E402
+from gpt1_lib.model import GPT, GPTConfig, model_config  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -52,14 +52,8 @@ class Shape:
     batch_size: int
 
     def config(self) -> GPTConfig:
-        return GPTConfig(
-            vocab_size=self.vocab_size,
-            n_ctx=self.n_ctx,
-            n_embd=self.n_embd,
-            n_layer=self.n_layer,
-            n_head=self.n_head,
-            dropout=0.1,
-        )
+        """The model of this shape (GPT-1's post-LN; name and batch_size are not model fields)."""
+        return model_config(asdict(self), dropout=0.1)
 
     @property
     def tokens(self) -> int:

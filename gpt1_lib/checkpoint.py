@@ -19,8 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gpt1_lib.config import model_config_of
-from gpt1_lib.model import GPT
+from gpt1_lib.model import GPT, model_config
 
 LAST, BEST = "ckpt_last.pt", "ckpt_best.pt"
 FORMAT = 1  # bump when the layout of a checkpoint changes
@@ -170,6 +169,6 @@ def load_model(run_dir: str | os.PathLike, which: str = "best", map_location: An
             )
         path = found[0]
     ckpt = read_checkpoint(path, map_location=map_location)
-    model = GPT(model_config_of(ckpt["config"]))
+    model = GPT(model_config(ckpt["config"]))
     model.load_state_dict(clean_state_dict(ckpt["model"]))
     return model.to(map_location).eval()

@@ -2,11 +2,12 @@
 # Change the notebook, then run `make export`.
 
 
-"""The training config: one flat dict of key: value (COURSE.md §5), checked before a run starts.
+"""The training config: one flat dict of key: value, checked before a run starts.
 
 It comes from a preset name (`gpt1_lib/configs/<name>.yaml`), a YAML file or a dict, plus
 `key=value` overrides; keys it leaves out take `DEFAULTS`. An unknown key or a value that cannot
-work raises `ConfigError` with a message that says what to change.
+work raises `ConfigError` with a message that says what to change. The model of a config is
+`gpt1_lib.model.model_config(config)`: the one derivation the trainer and `load_model` share.
 """
 
 import dataclasses
@@ -19,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from gpt1_lib.model import GPTConfig
+from gpt1_lib.model import GPTConfig, model_config
 from gpt1_lib.profiles import load_config as load_preset
 
 
@@ -156,15 +157,10 @@ def validate(config: Mapping[str, Any]) -> dict[str, Any]:
     ):
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {cfg['device']!r}")
     try:
-        model_config_of(cfg)
+        model_config(cfg)  # the model this config trains: n_head must divide n_embd, ...
     except (TypeError, ValueError) as err:
         raise ConfigError(str(err)) from err
     return cfg
-
-
-def model_config_of(cfg: Mapping[str, Any]) -> GPTConfig:
-    """The GPTConfig of a training config (its model fields)."""
-    return GPTConfig(**{k: cfg[k] for k in MODEL_DEFAULTS if k in cfg})
 
 
 def load_config(

@@ -4,9 +4,11 @@
 
 """GPT-1's optimiser and learning-rate schedule.
 
-AdamW (0.9, 0.999, 1e-8) with decoupled weight decay on the weights of rank >= 2 only (the
-paper's "non bias or gain weights"), and a learning rate that rises linearly from zero over the
-warmup and then follows a cosine down to zero at the end of training.
+AdamW (betas 0.9, 0.999 and eps 1e-8, the values of OpenAI's released code) with decoupled
+weight decay on the weights of rank >= 2 only (the paper's decay spares biases and gains), and a
+learning rate that rises linearly from zero over the warmup and then follows a cosine from the
+peak down to zero at the end of training (`lr_at`). `openai_lr_at` is the schedule of OpenAI's
+released code, whose cosine runs over the whole run, for comparison.
 """
 
 import math
@@ -48,3 +50,13 @@ def lr_at(step: int, max_lr: float, warmup_steps: int, max_steps: int) -> float:
         return max_lr * (step + 1) / warmup_steps
     progress = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
     return max_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def openai_lr_at(step: int, max_lr: float, warmup_steps: int, max_steps: int) -> float:
+    """The learning rate of update `step` under OpenAI's released `warmup_cosine` (opt.py of
+    finetune-transformer-lm): with x = step / max_steps and w = warmup_steps / max_steps,
+    x / w while x <= w, else 0.5 * (1 + cos(pi * x)), a cosine over the whole run."""
+    x, warmup = min(1.0, step / max_steps), warmup_steps / max_steps
+    if x <= warmup and warmup > 0:
+        return max_lr * x / warmup
+    return max_lr * 0.5 * (1.0 + math.cos(math.pi * x))

@@ -32,10 +32,10 @@ from gpt1_lib.checkpoint import (
     read_checkpoint,
     restore_rng,
 )
-from gpt1_lib.config import ConfigError, model_config_of
+from gpt1_lib.config import ConfigError
 from gpt1_lib.data import DataError, corpus_files, prepare_tokens
 from gpt1_lib.distributed import start_processes
-from gpt1_lib.model import GPT
+from gpt1_lib.model import GPT, model_config
 from gpt1_lib.optim import lr_at, make_optimizer
 from gpt1_lib.precision import (
     autocast,
@@ -126,7 +126,7 @@ class Trainer:
         """Model (the same initial weights in every process), optimiser, GradScaler, wrappers."""
         cfg = self.cfg
         torch.manual_seed(cfg["seed"])
-        self.raw = GPT(model_config_of(cfg)).to(self.device)
+        self.raw = GPT(model_config(cfg)).to(self.device)
         self.optimizer = make_optimizer(self.raw, cfg["lr"], cfg["weight_decay"])
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.use_scaler)
         self.eval_model = torch.compile(self.raw) if cfg["compile"] else self.raw

@@ -33,7 +33,7 @@ from gpt1_lib.checkpoint import (
     restore_rng,
 )
 from gpt1_lib.config import DEFAULTS, ConfigError, load_config
-from gpt1_lib.model import GPT, GPTConfig
+from gpt1_lib.model import GPT, GPTConfig, model_config
 from gpt1_lib.optim import decay_split, lr_at, make_optimizer
 from gpt1_lib.precision import Precision, choose_precision, peak_flops, resolve_device
 from gpt1_lib.train import main, read_metrics, train
@@ -95,6 +95,8 @@ def test_overrides_are_read_as_yaml_values():
         (["dtype=fp8"], "dtype must be auto, float32, float16 or bfloat16"),
         (["device=tpu"], "device must be auto, cpu, cuda or cuda:N"),
         (["compile=maybe"], "compile must be true or false"),
+        (["pre_ln=maybe"], "pre_ln must be true or false"),
+        (["activation=relu"], "activation must be 'gelu_tanh' \\(GPT-1\\) or 'gelu'"),
         (["lr"], "--set expects key=value"),
     ],
 )
@@ -230,6 +232,22 @@ def test_load_model_gives_the_trained_model_in_eval_mode(finished_run):
         load_model(run / "nowhere")
     with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
         load_model(run.parent)
+
+
+@pytest.mark.parametrize("preset", ["smoke", "cpu", "t4", "a10g", "gpt1"])
+def test_trainer_and_load_model_build_the_model_of_model_config(preset, tmp_path):
+    """One derivation of the model from a config: the Trainer builds `model_config(preset)`
+    and `load_model` rebuilds it from the checkpoint, every field (pre_ln included) kept."""
+    expected = model_config(preset)
+    trainer = Trainer(load_config(preset, ["device=cpu"]), tmp_path, tmp_path, progress=False)
+    trainer.build()
+    assert trainer.raw.config == expected
+    trainer.start_fresh()
+    trainer.save([LAST])
+    model = load_model(tmp_path, which="last")
+    assert model.config == expected
+    assert isinstance(model.ln_f, torch.nn.LayerNorm) == expected.pre_ln
+    assert expected.pre_ln == (preset == "cpu")  # only the cpu preset trains pre-LN (ch. 05)
 
 
 # ---- the loop -------------------------------------------------------------------------------
