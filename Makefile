@@ -1,10 +1,13 @@
-# GPT-1 from scratch. `make course` runs the book; `make test` runs every test.
+# GPT-1 from scratch. `make course` runs the book; `make test` runs every test; `make book` builds
+# its website.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+JUPYTER_BOOK ?= $(VENV)/bin/jupyter-book
+BOOK_DIR ?= build/book
 
-.PHONY: install course test lab export benchmarks clean
+.PHONY: install course test lab export benchmarks book book-screenshot clean
 
 install: $(STAMP)
 
@@ -28,6 +31,23 @@ lab: $(STAMP)
 
 export: $(STAMP)
 	$(PY) tools/export.py
+
+# The book as a website (Jupyter Book 1, book/_config.yml and book/_toc.yml), from the notebooks'
+# committed outputs: nothing runs. Every page is rebuilt (--all), so the log holds all warnings.
+book: $(STAMP)
+	@mkdir -p $(BOOK_DIR)
+	@$(JUPYTER_BOOK) build . --all --config book/_config.yml --toc book/_toc.yml \
+		--path-output $(BOOK_DIR) > $(BOOK_DIR)/build.log 2>&1 || { cat $(BOOK_DIR)/build.log; exit 1; }
+	@grep -E "WARNING|ERROR" $(BOOK_DIR)/build.log || true
+	@echo "book: $(BOOK_DIR)/_build/html/index.html (log: $(BOOK_DIR)/build.log)"
+
+# The README's picture of the site: one chapter in headless Chromium (offline, as root too).
+book-screenshot: book
+	chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+		--disable-background-networking --disable-component-update --disable-sync \
+		--user-data-dir=$$(mktemp -d) --hide-scrollbars --window-size=1280,900 \
+		--host-resolver-rules="MAP * ~NOTFOUND" --screenshot=book/screenshot.png \
+		file://$(CURDIR)/$(BOOK_DIR)/_build/html/notebooks/02_attention.html
 
 benchmarks: $(STAMP)
 	$(PY) benchmarks/train_step.py
