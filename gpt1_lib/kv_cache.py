@@ -5,10 +5,16 @@
 """Key/value caches for incremental decoding: a new token costs one position, not the prefix.
 
 Chapter 06 of the book. `GPT.forward(idx, kv_cache=cache)` reads `cache.length` and hands
-`cache[i]` to layer i's attention, which calls `cache[i].update(k, v)`.
+`cache[i]` to layer i's attention, which calls `cache[i].update(k, v)`. `Decoder` is the fast
+path (section 9): the prompt through the model's forward, then one token at a time straight
+through the blocks' weights, with `DecodeLinear` weights laid out for matrix-vector products.
 """
 
+import math
+
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from gpt1_lib.model import GPT, GPTConfig
 
@@ -93,3 +99,91 @@ class KVCache:
         """Forget every position; the buffers stay allocated for reuse."""
         for layer in self.layers:
             layer.length = 0
+
+
+class DecodeLinear:
+    """A linear layer's weight laid out for the matrix-vector products of decoding.
+
+    With one row and more outputs than inputs (q/k/v, the MLP's first layer, the LM head) the
+    weight is kept transposed, (in, out), so the product streams it; otherwise it stays
+    (out, in) and the product is W x^T, the faster form for a batch or a long input (both
+    measured on the book's CPU). The weight is a snapshot: make a new one after training.
+    """
+
+    def __init__(self, linear: nn.Linear, batch_size: int) -> None:
+        out_features, in_features = linear.weight.shape
+        self.rows = batch_size == 1 and in_features < out_features
+        weight, bias = linear.weight.detach(), linear.bias
+        self.weight = weight.t().contiguous() if self.rows else weight
+        self.bias = None if bias is None else bias.detach() if self.rows else bias.detach()[:, None]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, in) -> (B, out), equal to the nn.Linear's output up to rounding."""
+        if self.rows:
+            return x @ self.weight if self.bias is None else torch.addmm(self.bias, x, self.weight)
+        if self.bias is None:
+            return (self.weight @ x.t()).t()
+        return torch.addmm(self.bias, self.weight, x.t()).t()
+
+
+class Decoder:
+    """Incremental decoding over a preallocated KV cache, with a step made for one token.
+
+    `prefill(idx)` empties the cache and runs the model's own forward over idx (checked, with
+    the fused attention kernel); `step(token)` feeds one token per row through the blocks'
+    weights directly: no input checks and no host sync, the new key and value written in
+    place, attention as matmul-softmax-matmul over the cache, the weights in `DecodeLinear`
+    layout. Both return the logits of the last position (B, V). The model must stay unchanged
+    while a decoder uses it; in training mode `step` takes the model's forward (dropout).
+    """
+
+    def __init__(self, model: GPT, batch_size: int) -> None:
+        self.model, self.batch_size = model, batch_size
+        self.cache = KVCache.for_model(model, batch_size)
+        self.n_head, self.head_dim = model.config.n_head, model.config.head_dim
+        self.scale = 1.0 / math.sqrt(self.head_dim)
+        self.blocks = [
+            (block, layer, [DecodeLinear(linear, batch_size) for linear in (
+                block.attn.c_attn, block.attn.c_proj, block.mlp.c_fc, block.mlp.c_proj)])
+            for block, layer in zip(model.h, self.cache.layers)
+        ]  # fmt: skip
+        self.head = DecodeLinear(model.lm_head, batch_size)
+
+    @property
+    def length(self) -> int:
+        """Positions in the cache: the prompt's and those of every token stepped since."""
+        return self.cache.length
+
+    def prefill(self, idx: torch.Tensor) -> torch.Tensor:
+        """Start over from the tokens idx (B, T <= n_ctx); returns the last logits (B, V)."""
+        self.cache.reset()
+        return self.model(idx, kv_cache=self.cache)[0][:, -1]
+
+    def step(self, token: torch.Tensor) -> torch.Tensor:
+        """Append token (B, 1) after the cached positions; returns its logits (B, V)."""
+        model, B, pos = self.model, self.batch_size, self.cache.length
+        if pos >= model.config.n_ctx:
+            raise ValueError(f"the cache is full ({pos} positions): prefill the last n_ctx tokens")
+        if model.training:  # dropout lives in the modules' forward
+            return model(token, kv_cache=self.cache)[0][:, -1]
+        x = model.tokens_embed.weight[token.view(B)] + model.positions_embed.weight[pos]
+        for block, layer, (c_attn, c_proj, c_fc, mlp_proj) in self.blocks:
+            n_head, head_dim = self.n_head, self.head_dim
+            qkv = c_attn(block.ln_1(x) if block.pre_ln else x).reshape(B, 3, n_head, head_dim)
+            layer.k[:, :, pos] = qkv[:, 1]  # in place, into the preallocated buffers
+            layer.v[:, :, pos] = qkv[:, 2]
+            keys = layer.k.flatten(0, 1)[:, : pos + 1]  # (B * n_head, pos + 1, head_dim)
+            values = layer.v.flatten(0, 1)[:, : pos + 1]
+            q = qkv[:, 0].reshape(B * n_head, 1, head_dim)
+            weights = (torch.bmm(q, keys.transpose(1, 2)) * self.scale).softmax(dim=-1)
+            attn = c_proj(torch.bmm(weights, values).view(B, -1))
+            gelu = block.mlp.approximate
+            if block.pre_ln:
+                x = x + attn
+                x = x + mlp_proj(F.gelu(c_fc(block.ln_2(x)), approximate=gelu))
+            else:
+                x = block.ln_1(x + attn)
+                x = block.ln_2(x + mlp_proj(F.gelu(c_fc(x), approximate=gelu)))
+        for layer in self.cache.layers:
+            layer.length = pos + 1
+        return self.head(model.ln_f(x))

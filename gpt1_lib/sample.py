@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer
 
 from gpt1_lib.checkpoint import load_model
-from gpt1_lib.kv_cache import KVCache
+from gpt1_lib.kv_cache import Decoder
 from gpt1_lib.model import GPT
 from gpt1_lib.pretrained import HUB_ALIASES, hub_reachable
 from gpt1_lib.tokenizer import (
@@ -94,6 +94,9 @@ def next_token_probs(
     return filter_logits(logits.float() / temperature, top_k, top_p).softmax(dim=-1)
 
 
+NUCLEUS_CANDIDATES = 256  # top-p first looks among this many most likely tokens
+
+
 def sample_next(
     logits: torch.Tensor,
     temperature: float = 1.0,
@@ -101,49 +104,44 @@ def sample_next(
     top_p: float | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """One token per row of (B, V) last-position logits, as (B, 1) ids."""
+    """One token per row of (B, V) last-position logits, as (B, 1) ids, drawn from
+    `next_token_probs(logits, temperature, top_k, top_p)`.
+
+    Only the tokens that can be drawn are looked at: the top k, and for top-p the most likely
+    ones until they cover p (the first NUCLEUS_CANDIDATES, or all when those fall short). One
+    uniform number per row picks a token through their cumulative probabilities: far cheaper
+    than sorting the vocabulary or `torch.multinomial` over it.
+    """
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)
-    probs = next_token_probs(logits, temperature, top_k, top_p)
-    return torch.multinomial(probs, num_samples=1, generator=generator)
+    check_sampling_args(temperature, top_k, top_p)
+    scaled = logits.float() / temperature
+    vocab = scaled.size(-1)
+    nucleus = top_p is not None and top_p < 1.0
+    if top_k is None and not nucleus:  # the whole distribution, in id order
+        return draw(scaled.softmax(dim=-1), None, generator)
+    k = min(top_k or NUCLEUS_CANDIDATES, vocab)
+    values, ids = scaled.topk(k, dim=-1)  # sorted, most likely first
+    if top_k is not None:
+        probs = values.softmax(dim=-1)  # renormalised over the top k, as filter_logits does
+    else:
+        probs = (values - scaled.logsumexp(dim=-1, keepdim=True)).exp()
+        if k < vocab and bool((probs.sum(dim=-1) < top_p).any()):  # a flat distribution
+            values, ids = scaled.sort(dim=-1, descending=True)
+            probs = values.softmax(dim=-1)
+    if nucleus:
+        mass_before = probs.cumsum(dim=-1) - probs
+        probs = probs.masked_fill(mass_before >= top_p, 0.0)  # outside the nucleus
+    return draw(probs, ids, generator)
 
 
-def decode_steps(
-    model: GPT,
-    idx: torch.Tensor,
-    max_new_tokens: int,
-    pick: Callable[[torch.Tensor], torch.Tensor],
-    use_cache: bool = True,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """The decoding loop: yield (last-position logits (B, V), picked token (B, 1)) per step.
-
-    Without the cache each step runs the model on the whole sequence (cropped to n_ctx). With
-    it the prompt fills the cache once and each step feeds only the newest token. When the
-    sequence outgrows n_ctx the window slides: the learned positions shift with it, so the
-    cache is rebuilt from the last n_ctx tokens, which is what the uncached model sees.
-    """
-    if idx.dim() != 2 or idx.size(1) == 0:
-        raise ValueError(
-            f"idx must be (batch, time) token ids with at least one token, got shape "
-            f"{tuple(idx.shape)}: start an empty prompt from <eos>"
-        )
-    n_ctx = model.config.n_ctx
-    cache = KVCache.for_model(model, idx.size(0)) if use_cache else None
-    seq = idx
-    unseen = idx[:, -n_ctx:]  # tokens the cache has not seen yet
-    for _ in range(max_new_tokens):
-        if cache is None:
-            logits, _ = model(seq[:, -n_ctx:])
-        else:
-            if cache.length + unseen.size(1) > n_ctx:  # the window slides: rebuild
-                cache.reset()
-                unseen = seq[:, -n_ctx:]
-            logits, _ = model(unseen, kv_cache=cache)
-        last = logits[:, -1, :]
-        token = pick(last)
-        seq = torch.cat([seq, token], dim=1)
-        unseen = token
-        yield last, token
+def draw(probs: torch.Tensor, ids: torch.Tensor | None, generator: torch.Generator | None):
+    """Sample one column per row of (B, n) weights (not necessarily normalised) by inverting
+    their cumulative sum at a uniform number; returns ids at that column (the column if None)."""
+    cdf = probs.cumsum(dim=-1)
+    u = torch.rand(probs.size(0), 1, generator=generator, device=probs.device) * cdf[:, -1:]
+    column = torch.searchsorted(cdf, u, right=True).clamp_(max=probs.size(-1) - 1)
+    return column if ids is None else ids.gather(-1, column)
 
 
 @torch.inference_mode()
@@ -482,5 +480,43 @@ def main(argv: Sequence[str] | None = None) -> None:
         print()
 
 
+def decode_steps(
+    model: GPT,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    pick: Callable[[torch.Tensor], torch.Tensor],
+    use_cache: bool = True,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The decoding loop: yield (last-position logits (B, V), picked token (B, 1)) per step.
+
+    Without the cache each step runs the model on the whole sequence (cropped to n_ctx). With
+    it a `Decoder` fills its cache with the prompt once, then steps one token at a time. When
+    the sequence outgrows n_ctx the window slides: the learned positions shift with it, so
+    the cache is refilled from the last n_ctx tokens, which is what the uncached model sees.
+    """
+    if idx.dim() != 2 or idx.size(1) == 0:
+        raise ValueError(
+            f"idx must be (batch, time) token ids with at least one token, got shape "
+            f"{tuple(idx.shape)}: start an empty prompt from <eos>"
+        )
+    n_ctx = model.config.n_ctx
+    decoder = Decoder(model, idx.size(0)) if use_cache else None
+    seq = idx.new_empty(idx.size(0), idx.size(1) + max_new_tokens)  # allocated once
+    seq[:, : idx.size(1)] = idx
+    end, token = idx.size(1), None
+    for _ in range(max_new_tokens):
+        window = seq[:, max(0, end - n_ctx) : end]
+        if decoder is None:
+            last = model(window)[0][:, -1]
+        elif token is None or decoder.length == n_ctx:  # the prompt, or the window slides
+            last = decoder.prefill(window)
+        else:
+            last = decoder.step(token)
+        token = pick(last)
+        seq[:, end : end + 1] = token
+        end += 1
+        yield last, token
+
+
 if __name__ == "__main__" and "__file__" in globals():  # a notebook kernel is __main__ too
-    main()
+    main()  # the module's last lines: the command line needs every function above

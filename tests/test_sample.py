@@ -18,6 +18,7 @@ from gpt1_lib.kv_cache import KVCache
 from gpt1_lib.model import GPT, GPTConfig
 from gpt1_lib.perplexity import perplexity
 from gpt1_lib.sample import (
+    NUCLEUS_CANDIDATES,
     check_sampling_args,
     decode_steps,
     end_of_text_id,
@@ -95,6 +96,32 @@ def test_temperature_scales_log_probability_gaps():
         assert torch.allclose(gaps, base / t, atol=1e-4)
     assert torch.equal(next_token_probs(logits, 0.0).argmax(-1), logits.argmax(-1))
     assert torch.equal(sample_next(logits, 0.0), logits.argmax(-1, keepdim=True))
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [dict(temperature=0.7), dict(top_k=3), dict(top_p=0.8), dict(temperature=1.3, top_k=5, top_p=0.7)],
+)
+def test_sample_next_draws_from_next_token_probs(settings):
+    """The fast draw (candidates only, one uniform number per row) has the distribution that
+    next_token_probs spells out: the same support, the same frequencies."""
+    logits = torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0, 1.5, 0.2, -0.5]])
+    probs = next_token_probs(logits, **settings)[0]
+    n = 40_000
+    draws = sample_next(logits.expand(n, -1), generator=torch.Generator().manual_seed(0),
+                        **settings)[:, 0]
+    freq = torch.bincount(draws, minlength=logits.size(1)).float() / n
+    assert (freq[probs == 0] == 0).all()
+    assert torch.allclose(freq, probs, atol=0.01)
+
+
+def test_top_p_on_a_flat_distribution_looks_past_the_first_candidates():
+    logits = torch.linspace(0.0, 0.1, 1000)[None]  # nearly flat: the nucleus holds ~900 tokens
+    kept = next_token_probs(logits, top_p=0.9)[0] > 0
+    assert kept.sum() > NUCLEUS_CANDIDATES
+    draws = sample_next(logits.expand(20_000, -1), top_p=0.9,
+                        generator=torch.Generator().manual_seed(0))[:, 0]
+    assert kept[draws].all() and draws.unique().numel() > NUCLEUS_CANDIDATES
 
 
 @pytest.mark.parametrize(

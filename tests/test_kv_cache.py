@@ -1,0 +1,169 @@
+"""Chapter 06, section 9: the fast decoding path (`Decoder`, `DecodeLinear`) gives the logits of
+the full forward pass and the same greedy tokens as no cache and as `transformers`."""
+
+from __future__ import annotations
+
+import tempfile
+
+import pytest
+import torch
+import transformers
+from torch import nn
+
+from gpt1_lib.kv_cache import DecodeLinear, Decoder
+from gpt1_lib.model import GPT, GPTConfig
+from gpt1_lib.sample import decode_steps, generate
+
+SHAPE = dict(vocab_size=300, n_ctx=16, n_embd=32, n_layer=2, n_head=4)
+
+
+def random_model(pre_ln: bool, seed: int = 0) -> GPT:
+    """Weights large enough that the logits spread like a trained model's (no near-ties)."""
+    torch.manual_seed(seed)
+    net = GPT(GPTConfig(**SHAPE, pre_ln=pre_ln, dropout=0.1))
+    with torch.no_grad():
+        for p in net.parameters():
+            if p.dim() == 2:
+                p.normal_(0.0, 0.3)
+    return net.eval()
+
+
+def greedy(logits: torch.Tensor) -> torch.Tensor:
+    return logits.argmax(-1, keepdim=True)
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+@pytest.mark.parametrize(("n_in", "n_out", "bias"), [(32, 96, True), (128, 32, True), (32, 300, False)])
+def test_decode_linear_is_the_linear_layer(batch, n_in, n_out, bias):
+    torch.manual_seed(0)
+    linear = nn.Linear(n_in, n_out, bias=bias)
+    x = torch.randn(batch, n_in)
+    fast = DecodeLinear(linear, batch)
+    assert fast.rows == (batch == 1 and n_in < n_out)  # the layout depends on the product
+    with torch.no_grad():
+        assert torch.allclose(fast(x), linear(x), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("pre_ln", [False, True])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_steps_give_the_logits_of_the_full_forward(pre_ln, batch):
+    model = random_model(pre_ln)
+    idx = torch.randint(0, SHAPE["vocab_size"], (batch, SHAPE["n_ctx"]),
+                        generator=torch.Generator().manual_seed(1))
+    decoder = Decoder(model, batch)
+    buffers = [(layer.k.data_ptr(), layer.v.data_ptr()) for layer in decoder.cache.layers]
+    with torch.inference_mode():
+        full = model(idx)[0]
+        assert torch.allclose(decoder.prefill(idx[:, :5]), full[:, 4], atol=1e-5, rtol=0)
+        for t in range(5, SHAPE["n_ctx"]):
+            step = decoder.step(idx[:, t : t + 1])
+            assert torch.allclose(step, full[:, t], atol=1e-5, rtol=0), t
+    assert decoder.length == SHAPE["n_ctx"]
+    # written in place: the preallocated buffers, never new ones
+    assert buffers == [(layer.k.data_ptr(), layer.v.data_ptr()) for layer in decoder.cache.layers]
+    with pytest.raises(ValueError, match="full"):
+        decoder.step(idx[:, :1])
+
+
+def test_pre_ln_steps_use_the_final_layer_norm():
+    model = random_model(pre_ln=True)
+    idx = torch.tensor([[3, 1, 4, 1, 5]])
+    decoder = Decoder(model, 1)
+    with torch.inference_mode():
+        decoder.prefill(idx[:, :4])
+        with_ln_f = decoder.step(idx[:, 4:])
+        model.ln_f = nn.Identity()  # the same weights without ln_f: other logits
+        decoder.prefill(idx[:, :4])
+        assert not torch.allclose(decoder.step(idx[:, 4:]), with_ln_f, atol=1e-3)
+
+
+def test_a_step_skips_the_input_check_and_the_prefill_keeps_it(monkeypatch):
+    """The step never calls GPT.forward's check (torch.aminmax over the ids: a host sync on a
+    GPU); the prompt still goes through it."""
+    model = random_model(pre_ln=False)
+    decoder = Decoder(model, 1)
+    with torch.inference_mode():
+        decoder.prefill(torch.tensor([[1, 2, 3]]))
+
+        def no_sync(*args, **kwargs):
+            raise AssertionError("the decode step checked its input")
+
+        monkeypatch.setattr(torch, "aminmax", no_sync)
+        decoder.step(torch.tensor([[4]]))
+        with pytest.raises(AssertionError, match="checked its input"):
+            decoder.prefill(torch.tensor([[1, 2, 3]]))
+
+
+@pytest.mark.parametrize("pre_ln", [False, True])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_fast_cache_gives_the_uncached_tokens_past_n_ctx(pre_ln, batch):
+    model = random_model(pre_ln, seed=2)
+    prompts = torch.randint(0, SHAPE["vocab_size"], (batch, 5),
+                            generator=torch.Generator().manual_seed(3))
+    n_new = 3 * SHAPE["n_ctx"]  # the window slides for two thirds of the text
+    with torch.inference_mode():
+        cached = list(decode_steps(model, prompts, n_new, greedy, use_cache=True))
+        plain = list(decode_steps(model, prompts, n_new, greedy, use_cache=False))
+    tokens = [torch.cat([t for _, t in steps], 1) for steps in (cached, plain)]
+    assert torch.equal(tokens[0], tokens[1])
+    assert tokens[0].unique().numel() > 5  # varied text, not one token repeated
+    for (a, _), (b, _) in zip(cached, plain):
+        assert torch.allclose(a, b, atol=1e-5, rtol=0)
+
+
+def test_training_mode_steps_through_the_model_forward():
+    model = random_model(pre_ln=False).train()  # dropout 0.1 on: the forward applies it
+    decoder = Decoder(model, 1)
+    with torch.no_grad():
+        decoder.prefill(torch.tensor([[1, 2, 3]]))
+        torch.manual_seed(5)
+        step = decoder.step(torch.tensor([[4]]))
+        model.eval()
+        decoder.prefill(torch.tensor([[1, 2, 3]]))
+        assert not torch.allclose(step, decoder.step(torch.tensor([[4]])), atol=1e-3)
+
+
+# --- the same greedy tokens as transformers ---------------------------------------------------
+
+
+def hf_config(cls, **extra):
+    return cls(vocab_size=SHAPE["vocab_size"], n_positions=SHAPE["n_ctx"], n_embd=SHAPE["n_embd"],
+               n_layer=SHAPE["n_layer"], n_head=SHAPE["n_head"], **extra)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_greedy_tokens_equal_hf_gpt2_with_its_cache(batch):
+    from gpt1_lib.pretrained import state_dict_from_gpt2
+
+    torch.manual_seed(0)
+    gpt2 = transformers.GPT2LMHeadModel(
+        hf_config(transformers.GPT2Config, activation_function="gelu_new")).eval()
+    with torch.no_grad():
+        for p in gpt2.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.3)
+    ours = GPT(GPTConfig(**SHAPE, pre_ln=True)).eval()
+    ours.load_state_dict(state_dict_from_gpt2(gpt2.state_dict()))
+    prompt = torch.randint(0, SHAPE["vocab_size"], (batch, 4),
+                           generator=torch.Generator().manual_seed(4))
+    n_new = SHAPE["n_ctx"] - 4  # transformers' GPT-2 stops at its last position
+    with torch.inference_mode():
+        theirs = gpt2.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False,
+                               use_cache=True, max_new_tokens=n_new, min_new_tokens=n_new,
+                               pad_token_id=0)
+    out = generate(ours, prompt, n_new, temperature=0)
+    assert torch.equal(out, theirs) and out[:, 4:].unique().numel() > 5
+
+
+def test_greedy_tokens_equal_hf_openai_gpt():
+    model = random_model(pre_ln=False, seed=6)
+    prompt = torch.randint(0, SHAPE["vocab_size"], (2, 4), generator=torch.Generator().manual_seed(5))
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        theirs = transformers.OpenAIGPTLMHeadModel.from_pretrained(tmp).eval()
+    n_new = SHAPE["n_ctx"] - 4
+    with torch.inference_mode():
+        expected = theirs.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False,
+                                   max_new_tokens=n_new, min_new_tokens=n_new, pad_token_id=0)
+    out = generate(model, prompt, n_new, temperature=0)
+    assert torch.equal(out, expected) and out[:, 4:].unique().numel() > 5
