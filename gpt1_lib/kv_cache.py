@@ -167,8 +167,8 @@ class Decoder:
         if model.training:  # dropout lives in the modules' forward
             return model(token, kv_cache=self.cache)[0][:, -1]
         x = model.tokens_embed.weight[token.view(B)] + model.positions_embed.weight[pos]
+        n_head, head_dim = self.n_head, self.head_dim
         for block, layer, (c_attn, c_proj, c_fc, mlp_proj) in self.blocks:
-            n_head, head_dim = self.n_head, self.head_dim
             qkv = c_attn(block.ln_1(x) if block.pre_ln else x).reshape(B, 3, n_head, head_dim)
             layer.k[:, :, pos] = qkv[:, 1]  # in place, into the preallocated buffers
             layer.v[:, :, pos] = qkv[:, 2]

@@ -33,6 +33,8 @@ from gpt1_lib.tokenizer import (
     encode,
     load_openai_tokenizer,
     load_tokenizer,
+    openai_tokenizer_files,
+    read_tokenizer_file,
 )
 
 
@@ -364,22 +366,9 @@ def find_tokenizer(*folders: Path) -> Tokenizer | None:
     for folder in folders:
         if (folder / "tokenizer.json").is_file():
             return read_tokenizer_file(folder / "tokenizer.json")
-        if any((folder / v).is_file() and (folder / m).is_file() for v, m in OPENAI_FILES.values()):
+        if openai_tokenizer_files(folder) is not None:
             return load_openai_tokenizer(folder)
     return None
-
-
-def read_tokenizer_file(path: str | os.PathLike) -> Tokenizer:
-    """Any tokenizer.json of the `tokenizers` library, with a one-line error if unreadable.
-
-    Unlike `load_tokenizer` it does not insist on the book's special tokens: sampling takes
-    the end-of-text token from the tokenizer itself.
-    """
-    try:
-        return Tokenizer.from_file(str(path))
-    except Exception as err:  # tokenizers raises a bare Exception for bad JSON
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ValueError(f"{path} is not a readable tokenizer file ({reason})") from None
 
 
 def hub_tokenizer(name: str) -> Tokenizer:

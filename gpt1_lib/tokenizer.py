@@ -134,15 +134,19 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
             f"no tokenizer at {path}: train one with prepare_tokenizer(dataset, vocab_size, "
             "work_dir), or train_tokenizer() then save_tokenizer()"
         )
-    try:
-        tokenizer = Tokenizer.from_file(str(path))
-    except Exception as err:  # tokenizers raises a bare Exception for bad JSON
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ValueError(
-            f"{path} is not a readable tokenizer file ({reason}): delete it and train again"
-        ) from None
+    tokenizer = read_tokenizer_file(path, advice=": delete it and train again")
     _check_special_tokens(tokenizer, str(path))
     return tokenizer
+
+
+def read_tokenizer_file(path: str | os.PathLike, advice: str = "") -> Tokenizer:
+    """Any tokenizer.json of the `tokenizers` library, with a one-line error if unreadable;
+    `load_tokenizer` adds the check that it is one of the book's."""
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as err:  # tokenizers raises a bare Exception for bad JSON
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"{path} is not a readable tokenizer file ({reason}){advice}") from None
 
 
 def tokenizer_path(
@@ -210,6 +214,16 @@ OPENAI_FILES = {
 }
 
 
+def openai_tokenizer_files(folder: str | os.PathLike) -> tuple[Path, Path] | None:
+    """(vocab, merges) of a GPT-1 tokenizer in `folder`, under either pair of names, or None."""
+    folder = Path(folder).expanduser()
+    for vocab_name, merges_name in OPENAI_FILES.values():
+        vocab, merges = folder / vocab_name, folder / merges_name
+        if vocab.is_file() and merges.is_file():
+            return vocab, merges
+    return None
+
+
 def load_openai_tokenizer(folder: str | os.PathLike) -> Tokenizer:
     """GPT-1's own tokenizer from a folder holding its two files, as a `tokenizers.Tokenizer`.
 
@@ -221,20 +235,16 @@ def load_openai_tokenizer(folder: str | os.PathLike) -> Tokenizer:
     token (so `decode` drops it unless given `skip_special_tokens=False`, and the literal text
     `<unk>` encodes to id 0); there is no end-of-text token.
     """
-    folder = Path(folder).expanduser()
-    for vocab_name, merges_name in OPENAI_FILES.values():
-        vocab, merges = folder / vocab_name, folder / merges_name
-        if vocab.is_file() and merges.is_file():
-            break
-    else:
+    files = openai_tokenizer_files(folder)
+    if files is None:
         raise FileNotFoundError(
             f"{folder} holds no GPT-1 tokenizer: it needs encoder_bpe_40000.json + "
             "vocab_40000.bpe (OpenAI's release, fetch_release('openai-gpt-bpe')) or vocab.json + "
             "merges.txt (a Hugging Face hub checkout)"
         )
     bpe = models.BPE.from_file(
-        str(vocab),
-        str(merges),
+        str(files[0]),
+        str(files[1]),
         unk_token="<unk>",
         end_of_word_suffix="</w>",
         continuing_subword_prefix="",
