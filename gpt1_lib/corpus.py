@@ -406,6 +406,7 @@ _GPT1_WEIGHTS = tuple(
     for i, blob in enumerate(_GPT1_SHARD_BLOBS)
 )
 
+
 RELEASES: dict[str, Release] = {
     "openai-gpt-bpe": Release(
         description="GPT-1's BPE tokenizer (40,478 tokens) and the shapes of its weights",
