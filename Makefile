@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 JUPYTER_BOOK ?= $(VENV)/bin/jupyter-book
 BOOK_DIR ?= build/book
 
-.PHONY: install course test lab export benchmarks book book-screenshot clean
+.PHONY: install course test lab export links benchmarks book book-screenshot clean
 
 install: $(STAMP)
 
@@ -31,6 +31,10 @@ lab: $(STAMP)
 
 export: $(STAMP)
 	$(PY) tools/export.py
+
+# Every Colab badge and install cell, from pyproject.toml's repository URL and [tool.gpt1_book] ref.
+links: $(STAMP)
+	$(PY) tools/links.py
 
 # The book as a website (Jupyter Book 1, book/_config.yml and book/_toc.yml), from the notebooks'
 # committed outputs: nothing runs. Every page is rebuilt (--all), so the log holds all warnings.

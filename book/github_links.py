@@ -26,12 +26,13 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
-BRANCH = "main"
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+# The ref a reader's Colab opens and installs (tools/links.py): links to notebooks use it too.
+BRANCH = PYPROJECT["tool"]["gpt1_book"]["ref"]
 
 
 def repository_url() -> str:
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    return pyproject["project"]["urls"]["Repository"]
+    return PYPROJECT["project"]["urls"]["Repository"]
 
 
 def set_repository(app: Sphinx, config: Config) -> None:

@@ -55,8 +55,13 @@ def load_config(name_or_path: str | os.PathLike) -> dict[str, Any]:
     return config
 
 
-def detect_profile() -> tuple[str, str]:
-    """Choose a profile from the hardware, or from `GPT1_PROFILE`; return (name, why)."""
+def detect_profile(gpu_presets: bool = True) -> tuple[str, str]:
+    """Choose a profile from the hardware, or from `GPT1_PROFILE`; return (name, why).
+
+    With `gpu_presets=False` (the teaching chapters) a GPU still gets the course-sized `cpu`
+    preset, run on the GPU: a chapter must finish in minutes on any runtime, and the GPU
+    presets (2 GB of TinyStories, a 117M-parameter model) are an opt-in, `GPT1_PROFILE=t4`.
+    """
     if name := os.environ.get("GPT1_PROFILE"):
         if name not in PROFILES:
             raise ValueError(
@@ -68,6 +73,8 @@ def detect_profile() -> tuple[str, str]:
     if torch.cuda.is_available():
         major, minor = torch.cuda.get_device_capability()
         gpu = torch.cuda.get_device_name()
+        if not gpu_presets:
+            return "cpu", f"the course size, on {gpu}; GPT1_PROFILE=t4 or a10g opts in to the GPU preset"
         if (major, minor) >= (8, 0):
             return "a10g", f"{gpu} (sm_{major}{minor}) has fast bf16"
         return "t4", f"{gpu} (sm_{major}{minor}) has no fast bf16: fp16 with a GradScaler"
@@ -119,9 +126,13 @@ class Profile:
         return f"profile: {self.name} ({self.reason}) · device: {where} · torch {torch.__version__}"
 
 
-def active_profile(verbose: bool = True) -> Profile:
-    """Detect the profile, create its folders, and (by default) say which one runs."""
-    name, reason = detect_profile()
+def active_profile(verbose: bool = True, gpu_presets: bool = False) -> Profile:
+    """Detect the profile, create its folders, and (by default) say which one runs.
+
+    The teaching chapters take the default, the course size on any machine; the GPU chapter
+    and the command line pass `gpu_presets=True` to let a GPU choose `t4` or `a10g`.
+    """
+    name, reason = detect_profile(gpu_presets)
     profile = Profile(name, reason, default_device(), load_config(name), project_root())
     profile.work_dir.mkdir(parents=True, exist_ok=True)
     profile.figures_dir.mkdir(parents=True, exist_ok=True)

@@ -37,8 +37,10 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+PROJECT = PYPROJECT["project"]
 REPO_URL = PROJECT["urls"]["Repository"]
+REF = PYPROJECT["tool"]["gpt1_book"]["ref"]  # the version a reader's Colab opens
 TOC = yaml.safe_load((ROOT / "book" / "_toc.yml").read_text())
 PAGES = [  # as the site names them: without a suffix
     Path(f).with_suffix("").as_posix()
@@ -326,8 +328,8 @@ def test_a_page_reads_well_in_a_browser(page, pages, server):
 def test_a_chapter_links_to_colab_and_to_its_notebook_on_github(chapter, pages):
     repo = REPO_URL.removeprefix("https://github.com/")
     links = set(pages[chapter]["links"])
-    assert f"{REPO_URL}/blob/main/{chapter}.ipynb" in links
-    assert f"https://colab.research.google.com/github/{repo}/blob/main/{chapter}.ipynb" in links
+    assert f"{REPO_URL}/blob/{REF}/{chapter}.ipynb" in links
+    assert f"https://colab.research.google.com/github/{repo}/blob/{REF}/{chapter}.ipynb" in links
 
 
 def test_the_equations_are_marked_up_for_mathjax(pages):
