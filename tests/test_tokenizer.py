@@ -7,6 +7,7 @@ import os
 import random
 import shutil
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from gpt1_lib.tokenizer import (
     MIN_VOCAB_SIZE,
     PAD,
     PAD_ID,
+    SPECIAL_TOKENS,
     decode,
     encode,
     load_openai_tokenizer,
@@ -78,6 +80,52 @@ def test_round_trip_on_the_whole_training_text(tokenizer, corpus_file):
     ids = encode(tokenizer, text)
     assert decode(tokenizer, ids) == text
     assert len(ids) < len(text.encode()) / 2  # the learned merges actually compress
+
+
+def _byte_level_bpe_by_hand(text: str, vocab_size: int) -> list[tuple[str, str]]:
+    """Chapter 01's byte-level BPE, written out: GPT-2's chunks, recount every pair after each
+    merge, and among equal counts take the pair of smallest token ids, as `tokenizers` does
+    (byte tokens numbered in their stand-in characters' order, learned ones as they are made)."""
+    split = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    words = Counter(tuple(chunk) for chunk, _ in split.pre_tokenize_str(text))
+    ids = {
+        c: i for i, c in enumerate([*SPECIAL_TOKENS, *sorted(pre_tokenizers.ByteLevel.alphabet())])
+    }
+    merges = []
+    while len(ids) < vocab_size:
+        counts = Counter()
+        for word, n in words.items():
+            for pair in zip(word, word[1:]):
+                counts[pair] += n
+        if not counts:
+            break
+        best = min(counts, key=lambda p: (-counts[p], ids[p[0]], ids[p[1]]))
+        merges.append(best)
+        ids.setdefault(best[0] + best[1], len(ids))
+        merged = {}
+        for word, n in words.items():
+            out, i = [], 0
+            while i < len(word):
+                if word[i : i + 2] == best:
+                    out.append(best[0] + best[1])
+                    i += 2
+                else:
+                    out.append(word[i])
+                    i += 1
+            merged[tuple(out)] = n
+        words = merged
+    return merges
+
+
+def test_train_tokenizer_learns_exactly_the_merges_of_bpe_by_hand(tmp_path):
+    text = make_text(300, seed=3) + "naïve café — 東京 🙂, 1,234 numbers; it's   spaced\tout\r\n"
+    path = tmp_path / "small.txt"
+    path.write_text(text, encoding="utf-8")
+    trained = train_tokenizer(path, MIN_VOCAB_SIZE + 80)
+    merges = json.loads(trained.to_str())["model"]["merges"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in merges]
+    assert merges == _byte_level_bpe_by_hand(text, MIN_VOCAB_SIZE + 80)
+    assert len(merges) == 80  # not cut short: the text has more pairs to merge
 
 
 def test_special_tokens_have_fixed_ids_and_stay_whole(tokenizer):
@@ -204,7 +252,9 @@ def test_loading_a_tokenizer_with_other_special_tokens_is_refused(corpus_file, t
         load_tokenizer(tmp_path / "other.json")
 
 
-def test_prepare_tokenizer_trains_once_then_loads_the_cache(corpus_file, tokenizer, tmp_path, monkeypatch):
+def test_prepare_tokenizer_trains_once_then_loads_the_cache(
+    corpus_file, tokenizer, tmp_path, monkeypatch
+):
     first = prepare_tokenizer(str(corpus_file), 400, tmp_path)
     cached = tokenizer_path(str(corpus_file), 400, tmp_path)
     assert cached.is_file() and cached.parent == tmp_path
@@ -294,8 +344,8 @@ LONG_PARAGRAPH = (
     "must be in want of a wife. However little known the feelings or views of such a man may be "
     "on his first entering a neighbourhood, this truth is so well fixed in the minds of the "
     "surrounding families, that he is considered the rightful property of some one or other of "
-    "their daughters.\n\n\"My dear Mr. Bennet,\" said his lady to him one day, \"have you heard "
-    "that Netherfield Park is let at last?\" Mr. Bennet replied that he had not. "
+    'their daughters.\n\n"My dear Mr. Bennet," said his lady to him one day, "have you heard '
+    'that Netherfield Park is let at last?" Mr. Bennet replied that he had not. '
 ) * 8
 
 OPENAI_TEXTS = [
@@ -316,7 +366,9 @@ OPENAI_TEXTS = [
 
 
 @pytest.mark.parametrize("text", OPENAI_TEXTS)
-def test_openai_tokenizer_encodes_and_decodes_exactly_as_transformers(openai_tokenizer, reference, text):
+def test_openai_tokenizer_encodes_and_decodes_exactly_as_transformers(
+    openai_tokenizer, reference, text
+):
     ours = openai_tokenizer.encode(text, add_special_tokens=False)
     theirs = reference(text, add_special_tokens=False)["input_ids"]
     assert ours.ids == theirs
@@ -344,7 +396,9 @@ def test_openai_tokenizer_facts(openai_tokenizer):
     vocab = openai_tokenizer.get_vocab()
     assert openai_tokenizer.get_vocab_size() == len(vocab) == 40_478
     assert (vocab["<unk>"], vocab["."]) == (0, 1)
-    specials = [t for t in vocab if t.startswith("<") and t.endswith(">") and not t.endswith("</w>")]
+    specials = [
+        t for t in vocab if t.startswith("<") and t.endswith(">") and not t.endswith("</w>")
+    ]
     assert specials == ["<unk>"]  # no end-of-text token of any spelling
     assert not {"<|endoftext|>", "</s>", "<s>", "<eos>", "<pad>"} & set(vocab)
     tokens = openai_tokenizer.encode("Hello World 🙂", add_special_tokens=False).tokens
@@ -364,7 +418,9 @@ def test_openai_tokenizer_reads_a_hub_checkout_too(openai_folder, openai_tokeniz
     )
 
 
-@pytest.mark.parametrize("present", [(), ("encoder_bpe_40000.json",), ("vocab.json", "vocab_40000.bpe")])
+@pytest.mark.parametrize(
+    "present", [(), ("encoder_bpe_40000.json",), ("vocab.json", "vocab_40000.bpe")]
+)
 def test_openai_tokenizer_refuses_a_folder_without_both_files(tmp_path, present):
     for name in present:
         (tmp_path / name).write_text("{}")
