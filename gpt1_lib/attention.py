@@ -98,6 +98,25 @@ def check_hidden_states(x: torch.Tensor, n_embd: int) -> None:
         )
 
 
+def fast_causal_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0
+) -> torch.Tensor:
+    """Causal attention of T queries (the newest positions) over S >= T keys, weights unstored.
+
+    q: (B, n_head, T, d_head); k, v: (B, n_head, S, d_head). Picks PyTorch's fused kernel with
+    the mask the shapes need; training with dropout on a CPU takes the blocked path (section 11).
+    """
+    T, S = q.size(2), k.size(2)
+    if T == S and dropout_p > 0 and q.device.type == "cpu":  # training on a CPU
+        return blocked_causal_attention(q, k, v, dropout_p)
+    if T == S:  # the usual case: the whole sequence at once
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+    if T == 1:  # one new token after S - 1 cached ones: it may see every key
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+    mask = causal_mask(T, S, device=q.device)  # several new tokens after cached ones
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention with Hugging Face OpenAIGPT's layout.
 
@@ -135,10 +154,9 @@ class CausalSelfAttention(nn.Module):
         values of earlier positions (chapter 06); x then holds the T newest positions.
         """
         check_hidden_states(x, self.n_embd)
-        T = x.size(1)
-        if T > self.n_ctx:
+        if x.size(1) > self.n_ctx:
             raise ValueError(
-                f"sequence of {T} positions is longer than n_ctx={self.n_ctx}: "
+                f"sequence of {x.size(1)} positions is longer than n_ctx={self.n_ctx}: "
                 f"crop it to its last {self.n_ctx} positions"
             )
         q, k, v = (self.split_heads(t) for t in self.c_attn(x).split(self.n_embd, dim=-1))
@@ -155,19 +173,11 @@ class CausalSelfAttention(nn.Module):
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Causal attention of the T queries (the newest positions) over S >= T keys."""
         p = self.dropout if self.training else 0.0
-        T, S = q.size(2), k.size(2)
         if self.record_weights:
             y, weights = manual_attention(q, k, v, p, self.training)
             self.attn_weights = weights.detach()
             return y
-        if T == S and p > 0 and q.device.type == "cpu":  # training on a CPU: section 10
-            return blocked_causal_attention(q, k, v, p)
-        if T == S:  # the usual case: the whole sequence at once
-            return F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
-        if T == 1:  # one new token after S - 1 cached ones: it may see every key
-            return F.scaled_dot_product_attention(q, k, v, dropout_p=p)
-        mask = causal_mask(T, S, device=q.device)  # several new tokens after cached ones
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        return fast_causal_attention(q, k, v, p)
 
 
 class KeepMaskDropout(torch.autograd.Function):
