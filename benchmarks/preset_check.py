@@ -24,7 +24,8 @@ restores exactly, so stopping early changes nothing before the stop.
 Run directories (build/preset_check/runs/) are kept: a rerun with the same configs replays them
 instead of training again, and --full continues them from where they stopped.
 
-Writes benchmarks/results/preset_check.{md,json} and figures/07_preset_check.png.
+Writes benchmarks/results/preset_check.md, benchmarks/results/preset_check.json and
+figures/07_preset_check.png.
 """
 
 from __future__ import annotations

@@ -34,6 +34,8 @@ TEXT_NAMES = {"Makefile", ".ci/run"}
 SELF = "tests/test_references.py"  # not scanned: its made-up references are the point
 # Paths inside other repositories that happen to start like one of ours.
 ELSEWHERE = {"data/tinyshakespeare/input.txt"}  # karpathy/char-rnn's copy of the corpus
+# Results a command writes only where it can run: `make gpu-check` needs a CUDA GPU.
+WRITTEN_ON_A_GPU = {"benchmarks/results/gpu.md"}
 
 URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s)>\]\"'`]+", re.IGNORECASE)
 MD_LINK = re.compile(r"!?\[[^\]\n]*\]\(\s*<?([^)\s>]+)>?(?:\s+[\"'][^\"']*[\"'])?\s*\)")
@@ -102,7 +104,11 @@ def normalise(base: PurePosixPath, target: str) -> str | None:
 
 
 def is_run_artefact(target: str) -> bool:
-    return target.startswith(RUN_ARTEFACTS) or target.rstrip("/") in {"build", "runs", "data/raw"}
+    return (
+        target.startswith(RUN_ARTEFACTS)
+        or target.rstrip("/") in {"build", "runs", "data/raw"}
+        or target in WRITTEN_ON_A_GPU
+    )
 
 
 def scan_text(
@@ -119,7 +125,7 @@ def scan_text(
     """
     where = where or (lambda line: f"{source}:{line}")
     folder = PurePosixPath(source).parent
-    names = {PurePosixPath(f).name for f in files}
+    names = {PurePosixPath(f).name for f in files | WRITTEN_ON_A_GPU}
     missing = []
     for number, line in enumerate(text.splitlines(), start=1):
         if markdown:
