@@ -4,10 +4,12 @@
 
 """Checkpoints that survive a kill at any instant, and the trained models inside them.
 
-A checkpoint holds everything the next training step depends on (model, optimiser, GradScaler,
-step, RNG states of every process, config, ...). It is written to a temporary file, fsynced,
-then renamed over the old one, so the name always points at a complete file; it is read with
-`weights_only=True`. `load_model(run_dir)` gives the trained GPT of a run directory.
+`ckpt_last.pt` holds everything the next training step depends on (model, optimiser,
+GradScaler, step, RNG states of every process, config, ...); `ckpt_best.pt` is lean, the weights
+and what `load_model` needs to rebuild the model (no optimiser state: a third of the size). A
+checkpoint is written to a temporary file, fsynced, then renamed over the old one, so the name
+always points at a complete file; it is read with `weights_only=True`. `load_model(run_dir)`
+gives the trained GPT of a run directory.
 """
 
 import os
@@ -23,7 +25,8 @@ from gpt1_lib.model import GPT, model_config
 
 LAST, BEST = "ckpt_last.pt", "ckpt_best.pt"
 FORMAT = 1  # bump when the layout of a checkpoint changes
-_REQUIRED = ("format", "step", "config", "model", "optimizer", "rng")
+_REQUIRED = ("format", "step", "config", "model")  # a lean checkpoint: load_model's needs
+_RESUMABLE = ("optimizer", "rng")  # and what a complete one adds, to go on training exactly
 
 
 class CheckpointError(ValueError):
@@ -99,10 +102,15 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     return ckpt
 
 
+def resumable(ckpt: Mapping[str, Any]) -> bool:
+    """Whether a checkpoint can continue training exactly (complete), not just give weights."""
+    return all(key in ckpt for key in _RESUMABLE)
+
+
 def latest_checkpoint(
     run_dir: str | os.PathLike, log: Callable[[str], None] = print
 ) -> Path | None:
-    """The readable checkpoint of a run with the most steps, or None if the run has none.
+    """The complete checkpoint of a run with the most steps, or None if the run has none.
 
     Leftover `.tmp` files (a write that was killed) are deleted; an unreadable checkpoint is
     renamed `<name>.corrupt` (kept for inspection, never overwritten) and the other is used.
@@ -111,22 +119,30 @@ def latest_checkpoint(
     for tmp in sorted(run_dir.glob("*.pt.tmp")):
         tmp.unlink()
         log(f"removed {tmp.name}: a checkpoint write that was interrupted")
-    readable, broken = [], []
+    readable, broken, lean = [], [], []
     for name in (LAST, BEST):
         path = run_dir / name
         if not path.exists():
             continue
         try:
-            readable.append((read_checkpoint(path)["step"], path))
+            ckpt = read_checkpoint(path)
         except CheckpointError as err:
             aside = path.with_name(path.name + ".corrupt")
             os.replace(path, aside)
             broken.append(aside.name)
             log(f"warning: {err}; kept it as {aside.name}")
-    if broken and not readable:
+            continue
+        (readable if resumable(ckpt) else lean).append((ckpt["step"], path))
+    if not readable and (broken or lean):
+        why = f"see {', '.join(broken)}" if broken else f"no {LAST}"
+        weights = (
+            f"; {lean[0][1].name} (update {lean[0][0]}) holds weights only, for load_model"
+            if lean
+            else ""
+        )
         raise CheckpointError(
-            f"no readable checkpoint left in {run_dir} (see {', '.join(broken)}): "
-            "start a new run with another --out-dir"
+            f"no complete checkpoint left in {run_dir} to resume from ({why}){weights}: "
+            "start the run again with --overwrite, or into another --out-dir"
         )
     if not readable:
         return None

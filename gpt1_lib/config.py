@@ -48,12 +48,22 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "device": "auto",  # auto, cpu, cuda or cuda:N
     "dtype": "auto",  # auto, float32, float16 or bfloat16 (see gpt1_lib.precision)
     "compile": False,  # torch.compile the model (opt-in; unreliable on a T4)
+    "tensorboard": False,  # also log to run_dir/tensorboard (needs `pip install tensorboard`)
 }
 DEFAULTS: dict[str, Any] = {**MODEL_DEFAULTS, **TRAIN_DEFAULTS}
 
 # Keys that may change when a run resumes: they do not change what is computed.
 RESUMABLE_CHANGES = frozenset(
-    {"device", "dtype", "compile", "eval_interval", "eval_iters", "ckpt_interval", "log_interval"}
+    {
+        "device",
+        "dtype",
+        "compile",
+        "eval_interval",
+        "eval_iters",
+        "ckpt_interval",
+        "log_interval",
+        "tensorboard",
+    }
 )
 
 _POSITIVE_INTS = (
@@ -140,6 +150,7 @@ def validate(config: Mapping[str, Any]) -> dict[str, Any]:
     if cfg["grad_clip"] is not None:
         cfg["grad_clip"] = _float("grad_clip", cfg["grad_clip"], 0.0, math.inf, low_open=True)
     cfg["compile"] = _bool("compile", cfg["compile"])
+    cfg["tensorboard"] = _bool("tensorboard", cfg["tensorboard"])
     cfg["pre_ln"] = _bool("pre_ln", cfg["pre_ln"])
     if cfg["warmup_steps"] > cfg["max_steps"]:
         raise ConfigError(

@@ -5,16 +5,23 @@
 """Token ids on disk, and batches of random contiguous windows read from them.
 
 A corpus is tokenized once into two flat files of token ids (train and validation): uint16 when
-the vocabulary has at most 65,536 ids, else uint32. Training reads them through `numpy.memmap`,
-so a corpus larger than memory costs only the windows it samples. A batch is `batch_size`
-windows of n_ctx + 1 tokens starting at random offsets ("randomly sampled, contiguous sequences",
-as GPT-1); it is a pure function of (seed, index), so the sampler's whole state is one integer
-and a resumed run draws the very same batches.
+the vocabulary has at most 65,536 ids, else uint32. The files are cached under a key made of
+what the text *is* (its size and SHA-256) and of the tokenizer, not of where or when the text
+was written, so a corpus downloaded again (a fresh Colab runtime) reuses them; when a corpus
+changes, the token files of its old text are deleted. Training reads them through
+`numpy.memmap`, so a corpus larger than memory costs only the windows it samples. A batch is
+`batch_size` windows of n_ctx + 1 tokens starting at random offsets ("randomly sampled,
+contiguous sequences", as GPT-1); it is a pure function of (seed, index), so the sampler's whole
+state is one integer and a resumed run draws the very same batches.
 """
 
+import errno
+import glob
 import hashlib
 import json
 import os
+import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +29,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from gpt1_lib.corpus import fetch, splits
+from gpt1_lib.corpus import CORPORA, fetch, sha256_of, splits
 
 
 class DataError(ValueError):
@@ -128,13 +135,132 @@ def _encode_range(path, start, end, tokenizer, dtype, dest, bar, chunk_bytes=1 <
     return count
 
 
-def _cache_key(tokenizer, paths: list[Path], val_fraction: float) -> str:
+CONTENT_IDS = "content-ids.json"  # in the tokens folder: {path: [size, mtime_ns, sha256]}
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):  # missing, or torn by a kill
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)  # whole or absent, never half-written
+
+
+def content_id(path: Path, pinned_sha256: str | None = None, memo_dir: Path | None = None) -> str:
+    """What a text file is, wherever and whenever it was written: "<size>:<sha256>".
+
+    A pinned (already verified) SHA-256 is used as is; otherwise the file is hashed, and the
+    digest remembered in `memo_dir` under the file's path, size and mtime.
+    """
+    stat = Path(path).stat()
+    if pinned_sha256:
+        return f"{stat.st_size}:{pinned_sha256}"
+    memo_file = Path(memo_dir) / CONTENT_IDS if memo_dir is not None else None
+    memo = _read_json(memo_file) if memo_file else {}
+    where, stamp = str(Path(path).resolve()), [stat.st_size, stat.st_mtime_ns]
+    if isinstance(memo.get(where), list) and memo[where][:2] == stamp:
+        return f"{stat.st_size}:{memo[where][2]}"
+    digest = sha256_of(Path(path))
+    if memo_file:
+        memo = {p: v for p, v in memo.items() if Path(p).exists()}  # forget vanished files
+        try:
+            _write_json(memo_file, {**memo, where: [*stamp, digest]})
+        except OSError:  # a read-only or full disk: the next run hashes again, nothing worse
+            pass
+    return f"{stat.st_size}:{digest}"
+
+
+def _pinned_sha256(dataset: str, split: str) -> str | None:
+    remote = CORPORA[dataset].splits.get(split) if dataset in CORPORA else None
+    return remote.sha256 if remote else None
+
+
+def _recipe(tokenizer, has_val_file: bool, val_fraction: float) -> str:
+    """Everything but the text that decides the ids: the tokenizer and how val is split off."""
     digest = hashlib.sha256(tokenizer.to_str().encode())
-    for path in paths:
-        stat = path.stat()
-        digest.update(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    digest.update(f"val_fraction={val_fraction}".encode())
+    digest.update(
+        b"its own validation file" if has_val_file else f"holdout {val_fraction}".encode()
+    )
     return digest.hexdigest()[:16]
+
+
+def _remove_superseded(folder: Path, stem: str, key: str, source: str, recipe: str) -> list[Path]:
+    """Delete this corpus's token files under any other key, except another recipe's (another
+    tokenizer or split, still valid); also leftovers of killed runs and of older cache formats."""
+    groups: dict[str, list[Path]] = {}
+    for path in folder.glob(f"{glob.escape(stem)}-*"):
+        other = path.name[len(stem) + 1 :].split(".")[0]
+        if re.fullmatch(r"[0-9a-f]{16}", other) and other != key:
+            groups.setdefault(other, []).append(path)
+    removed = []
+    for other, paths in sorted(groups.items()):
+        meta = _read_json(folder / f"{stem}-{other}.json")
+        if "recipe" in meta and (meta["recipe"] != recipe or meta.get("source") != source):
+            continue  # another tokenizer's or another file's ids: not superseded
+        for path in paths:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _size(n_bytes: float) -> str:
+    return f"{n_bytes / 1e9:.2f} GB" if n_bytes >= 1e8 else f"{n_bytes / 1e6:.1f} MB"
+
+
+def _complete(files: TokenFiles, meta: dict) -> bool:
+    itemsize = np.dtype(files.dtype).itemsize
+    try:
+        return all(
+            getattr(files, s).stat().st_size == int(meta[s]) * itemsize for s in ("train", "val")
+        )
+    except (KeyError, OSError, TypeError, ValueError):
+        return False
+
+
+class _Counted:
+    """A progress bar that also counts the bytes read (a disabled tqdm counts nothing)."""
+
+    def __init__(self, bar) -> None:
+        self.bar, self.n = bar, 0
+
+    def update(self, n: int) -> None:
+        self.n += n
+        self.bar.update(n)
+
+
+def _write_ids(
+    ranges: dict, tokenizer, dtype: np.dtype, files: TokenFiles, dataset: str, progress: bool
+) -> dict[str, int]:
+    counts, total = {}, sum(end - start for _, start, end in ranges.values())
+    with tqdm(
+        total=total, unit="B", unit_scale=True, desc="tokenizing", disable=not progress
+    ) as bar:
+        read = _Counted(bar)
+        for split, (path, start, end) in ranges.items():
+            final = getattr(files, split)
+            tmp = final.with_name(final.name + ".tmp")
+            try:
+                counts[split] = _encode_range(path, start, end, tokenizer, dtype, tmp, read)
+                os.replace(tmp, final)
+            except BaseException as err:
+                written = sum(p.stat().st_size for p in (tmp, files.train) if p.exists())
+                tmp.unlink(missing_ok=True)
+                if not (isinstance(err, OSError) and err.errno == errno.ENOSPC):
+                    raise
+                need = written / read.n * total if written and read.n else total * dtype.itemsize
+                free = shutil.disk_usage(final.parent).free
+                raise DataError(
+                    f"the disk is full: the token ids of {dataset} need about {_size(need)} in "
+                    f"{final.parent} and {_size(free)} is free there; free some space or give a "
+                    "work_dir on a larger disk (--work-dir)"
+                ) from None
+    return counts
 
 
 def prepare_tokens(
@@ -142,22 +268,23 @@ def prepare_tokens(
 ) -> TokenFiles:
     """Tokenize a corpus once into train/val token-id files under `work_dir/tokens/`.
 
-    The files are reused while the tokenizer and the corpus stay the same; they are written
-    under temporary names and renamed when complete, so an interrupted run never leaves a
-    half-written file that a later run would trust.
+    The files are reused while the tokenizer and the text stay the same, wherever the text
+    lies; a changed text replaces its old files. Written under temporary names and renamed when
+    complete, so an interrupted run never leaves a half-written file that a later run trusts.
     """
     train_text, val_text = corpus_files(dataset)
     vocab_size = tokenizer.get_vocab_size()
-    dtype = token_dtype(vocab_size)
-    sources = [p for p in (train_text, val_text) if p is not None]
-    stem = (
-        Path(work_dir)
-        / "tokens"
-        / f"{Path(dataset).stem}-{_cache_key(tokenizer, sources, val_fraction)}"
-    )
-    files = TokenFiles(Path(f"{stem}.train.bin"), Path(f"{stem}.val.bin"), dtype.name, vocab_size)
-    meta = Path(f"{stem}.json")
-    if meta.is_file() and files.train.is_file() and files.val.is_file():
+    dtype, folder = token_dtype(vocab_size), Path(work_dir) / "tokens"
+    folder.mkdir(parents=True, exist_ok=True)
+    recipe = _recipe(tokenizer, val_text is not None, val_fraction)
+    texts = {"train": train_text, "valid": val_text}
+    contents = [content_id(p, _pinned_sha256(dataset, s), folder) for s, p in texts.items() if p]
+    key = hashlib.sha256("|".join([recipe, *contents]).encode()).hexdigest()[:16]
+    stem = Path(dataset).stem
+    base = folder / f"{stem}-{key}"
+    files = TokenFiles(Path(f"{base}.train.bin"), Path(f"{base}.val.bin"), dtype.name, vocab_size)
+    meta = Path(f"{base}.json")
+    if _complete(files, _read_json(meta)):
         return files
     size = train_text.stat().st_size
     if val_text is None:
@@ -165,21 +292,13 @@ def prepare_tokens(
         ranges = {"train": (train_text, 0, cut), "val": (train_text, cut, size)}
     else:
         ranges = {"train": (train_text, 0, size), "val": (val_text, 0, val_text.stat().st_size)}
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    counts = {}
-    total = sum(end - start for _, start, end in ranges.values())
-    with tqdm(
-        total=total, unit="B", unit_scale=True, desc="tokenizing", disable=not progress
-    ) as bar:
-        for split, (path, start, end) in ranges.items():
-            tmp = Path(f"{stem}.{split}.bin.tmp")
-            try:
-                counts[split] = _encode_range(path, start, end, tokenizer, dtype, tmp, bar)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-            os.replace(tmp, getattr(files, split))
-    meta.write_text(json.dumps({"dataset": str(dataset), "dtype": dtype.name, **counts}))
+    counts = _write_ids(ranges, tokenizer, dtype, files, dataset, progress)
+    source = dataset if dataset in CORPORA else str(train_text.resolve())
+    _write_json(meta, {"source": source, "recipe": recipe, "content": contents, "dtype": dtype.name,
+                       "val_split": "file" if val_text else val_fraction, **counts})  # fmt: skip
+    removed = _remove_superseded(folder, stem, key, source, recipe)
+    if removed and progress:
+        print(f"removed {len(removed)} token file(s) of an earlier text of {dataset} from {folder}")
     return files
 
 

@@ -48,17 +48,18 @@ class Precision:
 def choose_precision(
     device_type: str, requested: str = "auto", capability: tuple[int, int] | None = None
 ) -> Precision:
-    """fp32 on CPU; on CUDA bf16 from compute capability 8.0, fp16 + GradScaler below it."""
+    """On CUDA bf16 from compute capability 8.0, fp16 + GradScaler below it; fp32 on a CPU
+    unless float16 or bfloat16 is asked for (the GPU's code path, to test it without a GPU)."""
     if requested not in ("auto", *DTYPES):
         raise ConfigError(f"dtype must be auto, {', '.join(DTYPES)}; got {requested!r}")
-    if device_type != "cuda":
-        note = None
-        if requested in ("float16", "bfloat16"):
-            note = (
-                f"dtype={requested} is not used on {device_type}: 16-bit matmuls are not faster "
-                "there, so training runs in float32"
-            )
-        return Precision(torch.float32, note=note)
+    if device_type != "cuda":  # float32 unless asked: 16-bit matmuls are not faster on a CPU
+        if requested in ("auto", "float32"):
+            return Precision(torch.float32)
+        note = (
+            f"dtype={requested} on {device_type} runs the GPU's mixed-precision code (autocast"
+            f"{' and a GradScaler' if requested == 'float16' else ''}), slower than float32 there"
+        )
+        return Precision(DTYPES[requested], use_scaler=requested == "float16", note=note)
     fast_bf16 = capability is not None and tuple(capability) >= (8, 0)
     sm = f"sm_{capability[0]}{capability[1]}" if capability else "this GPU"
     if requested == "float32":

@@ -5,7 +5,8 @@
 """Hugging Face's OpenAIGPT checkpoint format: config.json + model.safetensors, in and out.
 
 Used by `GPT.from_pretrained` / `GPT.save_pretrained` (gpt1_lib.model); works on configs and
-state dicts only, so it needs no model class and imports nothing but the config.
+state dicts only, so it needs no model class and imports nothing of gpt1_lib but the config.
+`save_for_transformers` adds the tokenizer files, so the folder loads whole in `transformers`.
 """
 
 import json
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tokenizers import Tokenizer
 
 from gpt1_lib.attention import GPTConfig
 
@@ -241,6 +243,90 @@ def _download(repo_id: str) -> Path:
             f"holding config.json + {WEIGHTS_FILE}"
         ) from err
     return Path(config).parent
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+SPECIAL_TOKEN_ROLES = {"<pad>": "pad_token", "<eos>": "eos_token", "<unk>": "unk_token"}
+
+
+def write_hf_tokenizer(
+    tokenizer: Tokenizer, directory: str | os.PathLike, model_max_length: int
+) -> Path:
+    """Write the three files `transformers.AutoTokenizer.from_pretrained(directory)` reads."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    added = tokenizer.get_added_tokens_decoder().values()
+    roles = {
+        SPECIAL_TOKEN_ROLES[t.content]: t.content for t in added if t.content in SPECIAL_TOKEN_ROLES
+    }
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",  # a tokenizer.json, as transformers 4 and 5 read it
+        "model_max_length": model_max_length,
+        "clean_up_tokenization_spaces": False,  # decode(encode(text)) == text, as in gpt1_lib
+        **roles,
+    }
+    texts = {
+        "tokenizer.json": tokenizer.to_str(),
+        "tokenizer_config.json": json.dumps(config, indent=2) + "\n",
+        "special_tokens_map.json": json.dumps(roles, indent=2) + "\n",
+    }
+    for name, text in texts.items():  # each file whole or not at all
+        tmp = directory / f".{name}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, directory / name)
+    return directory
+
+
+def save_for_transformers(
+    model: torch.nn.Module, tokenizer: Tokenizer, directory: str | os.PathLike
+) -> Path:
+    """One folder with weights, config and tokenizer: `transformers.AutoTokenizer` and
+    `OpenAIGPTLMHeadModel.from_pretrained(directory)` load it, as does `GPT.from_pretrained`."""
+    size = tokenizer.get_vocab_size()
+    if size > model.config.vocab_size:
+        raise ValueError(
+            f"the tokenizer has {size} ids but the model only {model.config.vocab_size}: "
+            "save the model with the tokenizer it was trained with"
+        )
+    write_hf_checkpoint(model.config, model.state_dict(), directory)  # refuses pre-LN first
+    return write_hf_tokenizer(tokenizer, directory, model.config.n_ctx)
+
+
+def push_to_hub(folder: str | os.PathLike, repo_id: str, private: bool = True) -> str | None:
+    """Upload a folder written by `save_for_transformers` to the hub; return the model's URL.
+
+    Offline, without a login, or when the upload fails, print one line that says what to do
+    and return None: the folder is kept, to be pushed later. Log in first with
+    `huggingface_hub.login()` (a token with write access).
+    """
+    from huggingface_hub import HfApi, errors, get_token
+
+    folder = Path(folder)
+    if not (folder / "config.json").is_file() or not (folder / "tokenizer.json").is_file():
+        raise ValueError(
+            f"{folder} is not a model folder: write it with save_for_transformers first"
+        )
+    if not hub_reachable():
+        print(f"push_to_hub: the Hugging Face hub is unreachable (or HF_HUB_OFFLINE is set); "
+              f"nothing was uploaded, {folder} is kept: push it when online")  # fmt: skip
+        return None
+    if get_token() is None:
+        print("push_to_hub: not logged in to the Hugging Face hub; run huggingface_hub.login() "
+              "with a token that may write, then push again")  # fmt: skip
+        return None
+    api = HfApi()
+    try:
+        url = api.create_repo(repo_id, private=private, exist_ok=True)
+        api.upload_folder(
+            repo_id=repo_id, folder_path=folder, commit_message="Upload from gpt1_lib"
+        )
+    except (OSError, getattr(errors, "HTTPError", OSError)) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(
+            f"push_to_hub: uploading {folder} to {repo_id!r} failed ({reason}); the folder is kept"
+        )
+        return None
+    return str(url)
 
 
 GPT2_RENAMES = {

@@ -19,7 +19,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,7 @@ def train(
     until: int | None = None,
     overwrite: bool = False,
     overrides: Iterable[str] | Mapping[str, Any] | None = None,
+    on_checkpoint: Callable[[list[Path]], None] | None = None,
 ) -> dict[str, Any]:
     """Train a GPT into the run directory `out_dir`; return a summary of the run.
 
@@ -64,6 +65,8 @@ def train(
     work_dir: cache of the tokenizer and token ids (default `build/<preset>`).
     until: stop after this update (with a checkpoint), e.g. to fit a time slot; resume later.
     overrides: `key=value` strings or a mapping applied on top of the config (`--set`).
+    on_checkpoint: called (on the main process) with the list of checkpoint files just written,
+        after each checkpoint: e.g. to flush Google Drive so the checkpoint survives a disconnect.
 
     The summary holds steps, final and best validation loss, validation perplexity, tokens/s
     and (on a known GPU) MFU. Under torchrun every process calls this; they train together.
@@ -78,7 +81,7 @@ def train(
     owns_group = not dist.is_initialized()
     try:
         work = Path(work_dir) if work_dir is not None else default_work_dir(config)
-        return Trainer(cfg, out_dir, work, progress).fit(resume, until, overwrite)
+        return Trainer(cfg, out_dir, work, progress, on_checkpoint).fit(resume, until, overwrite)
     finally:
         if owns_group and dist.is_initialized():
             dist.destroy_process_group()

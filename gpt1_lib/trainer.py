@@ -13,7 +13,9 @@ torchrun every process runs one Trainer and they train together (DistributedData
 import contextlib
 import math
 import random
+import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +47,15 @@ from gpt1_lib.precision import (
     resolve_device,
 )
 from gpt1_lib.run_dir import (
+    TENSORBOARD,
+    TensorBoardLog,
     append_metrics,
     check_same_run,
     exclusive,
     keep_metrics_until,
     read_metrics,
     resume_point,
+    tensorboard_writer,
 )
 from gpt1_lib.tokenizer import load_tokenizer, prepare_tokenizer, save_tokenizer
 
@@ -59,11 +64,31 @@ class TrainingError(RuntimeError):
     """Training cannot go on (a diverged loss, no GPU memory); the message says what to try."""
 
 
-class Trainer:
-    """One training run in its run directory: set up or resume, loop, evaluate, checkpoint."""
+def out_of_memory_advice(cfg: dict[str, Any]) -> str:
+    """What to change after a CUDA out-of-memory error: a smaller micro-batch, the same update."""
+    b, accum = cfg["batch_size"], cfg["grad_accum"]
+    if b == 1:
+        return f"batch_size is 1 already: lower n_ctx (now {cfg['n_ctx']}) or use a larger GPU"
+    smaller = b // 2 if b % 2 == 0 else 1
+    return (
+        f"lower batch_size and raise grad_accum by the same factor, which keeps the {b * accum} "
+        f"sequences of an update, e.g. --set batch_size={smaller} --set grad_accum={accum * b // smaller}"
+    )
 
-    def __init__(self, cfg: dict[str, Any], out_dir, work_dir, progress: bool = True) -> None:
+
+class Trainer:
+    """One training run in its run directory: set up or resume, loop, evaluate, checkpoint.
+
+    `on_checkpoint(paths)` is called on the main process after each checkpoint write with the
+    files just written (e.g. to flush Google Drive).
+    """
+
+    def __init__(self, cfg: dict[str, Any], out_dir, work_dir, progress: bool = True,
+                 on_checkpoint: Callable[[list[Path]], None] | None = None) -> None:  # fmt: skip
         self.cfg, self.out_dir, self.work_dir = cfg, Path(out_dir), Path(work_dir)
+        self.on_checkpoint, self.tb = on_checkpoint, None
+        if cfg["tensorboard"]:
+            tensorboard_writer()  # a missing package stops the run before anything is done
         device = resolve_device(cfg["device"])
         self.procs = start_processes(device.split(":")[0])
         if device.startswith("cuda") and self.procs.world > 1:
@@ -108,12 +133,15 @@ class Trainer:
                     save_tokenizer(tokenizer, tok_file)
             except ValueError as err:  # not UTF-8, vocab_size too small, a corrupt tokenizer.json
                 raise DataError(str(err)) from err
+            files = prepare_tokens(
+                cfg["dataset"], tokenizer, self.work_dir, cfg["val_fraction"], self.progress
+            )
         self.procs.barrier()  # the others find the files the main process made
         if not self.procs.main:
             tokenizer = load_tokenizer(tok_file)
-        files = prepare_tokens(
-            cfg["dataset"], tokenizer, self.work_dir, cfg["val_fraction"], self.progress
-        )
+            files = prepare_tokens(
+                cfg["dataset"], tokenizer, self.work_dir, cfg["val_fraction"], False
+            )
         if files.vocab_size > cfg["vocab_size"]:
             raise ConfigError(
                 f"the tokenizer has {files.vocab_size} ids but vocab_size={cfg['vocab_size']}: "
@@ -156,6 +184,7 @@ class Trainer:
         self.resumed_from = self.last_saved = None
         if self.procs.main:
             (self.out_dir / "metrics.jsonl").unlink(missing_ok=True)
+            shutil.rmtree(self.out_dir / TENSORBOARD, ignore_errors=True)
 
     def restore(self, ckpt: dict[str, Any], path: Path) -> None:
         self.raw.load_state_dict(ckpt["model"])
@@ -227,19 +256,26 @@ class Trainer:
         return (total[0] / total[1]).item()
 
     def save(self, names: list[str]) -> None:
-        """Write a checkpoint under each name (a collective: every process gives its RNG state)."""
+        """Write `ckpt_last.pt` complete and `ckpt_best.pt` lean, as `names` asks (a collective:
+        every process gives its RNG state), then call `on_checkpoint` with the files written."""
         rngs = self.procs.gather(capture_rng())
         if self.procs.main:
-            state = {
-                "format": FORMAT, "step": self.step, "config": dict(self.cfg),
-                "model": self.raw.state_dict(), "optimizer": self.optimizer.state_dict(),
+            lean = {"format": FORMAT, "step": self.step, "config": dict(self.cfg),
+                    "model": self.raw.state_dict(), "best_val_loss": self.best_val,
+                    "tokens_seen": self.tokens_seen}  # fmt: skip
+            complete = {
+                **lean, "optimizer": self.optimizer.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
-                "rng": rngs, "world_size": self.procs.world, "best_val_loss": self.best_val,
-                "log_window": list(self.window), "tokens_seen": self.tokens_seen,
+                "rng": rngs, "world_size": self.procs.world, "log_window": list(self.window),
                 "data": {"seed": self.cfg["seed"], "next_batch": self.step * self.cfg["grad_accum"]},
             }  # fmt: skip
-            for name in names:
-                atomic_save(state, self.out_dir / name)
+            paths = [self.out_dir / name for name in names]
+            for path in paths:
+                atomic_save(complete if path.name == LAST else lean, path)
+            if self.tb is not None:
+                self.tb.flush()
+            if self.on_checkpoint is not None:
+                self.on_checkpoint(paths)
         self.last_saved = self.step
 
     def fit(
@@ -266,6 +302,8 @@ class Trainer:
         del ckpt
         if self.procs.main:
             (out / "config.yaml").write_text(yaml.safe_dump(dict(cfg), sort_keys=False))
+            if cfg["tensorboard"]:
+                self.tb = TensorBoardLog(out, self.step, self.tokens_seen)
         end = cfg["max_steps"] if until is None else min(until, cfg["max_steps"])
         self.seconds, self.tokens_this_session, window = 0.0, 0, [0.0, 0]  # time, tokens
         self.bar = tqdm(total=cfg["max_steps"], initial=self.step, unit="step", desc="training",
@@ -275,29 +313,32 @@ class Trainer:
                 start = time.perf_counter()
                 try:
                     loss, lr, norm = self.update(self.step)
-                except torch.cuda.OutOfMemoryError:
+                    seconds = time.perf_counter() - start
+                    self.step += 1
+                    self.tokens_seen += self.tokens_per_step
+                    self.seconds += seconds
+                    self.tokens_this_session += self.tokens_per_step
+                    window = [window[0] + seconds, window[1] + self.tokens_per_step]
+                    self.window = [self.window[0] + loss, self.window[1] + 1]
+                    best = self.log(lr, norm, window)  # evaluates when due
+                except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError, on any device
                     raise TrainingError(
-                        f"out of GPU memory with batch_size={cfg['batch_size']}, n_ctx={cfg['n_ctx']}: "
-                        "lower batch_size and raise grad_accum by the same factor (the update stays "
-                        "the same), or lower n_ctx; dtype=float16/bfloat16 also halves activations"
+                        f"out of GPU memory at batch_size={cfg['batch_size']}, grad_accum="
+                        f"{cfg['grad_accum']}, n_ctx={cfg['n_ctx']}: {out_of_memory_advice(cfg)}"
                     ) from None
-                seconds = time.perf_counter() - start
-                self.step += 1
-                self.tokens_seen += self.tokens_per_step
-                self.seconds += seconds
-                self.tokens_this_session += self.tokens_per_step
-                window = [window[0] + seconds, window[1] + self.tokens_per_step]
-                self.window = [self.window[0] + loss, self.window[1] + 1]
-                best = self.log(lr, norm, window)
                 if best is not None:
                     window = [0.0, 0]
                 self.bar.update(1)
-                names = [LAST] if self.step % cfg["ckpt_interval"] == 0 or self.step == end else []
-                if names or best:
-                    self.save(names + [BEST] if best else names)
+                if best:  # a best comes with a complete last: a resume is never behind the best
+                    self.save([LAST, BEST])
+                elif self.step % cfg["ckpt_interval"] == 0 or self.step == end:
+                    self.save([LAST])
         finally:
             self.bar.close()
             self.bar = None
+            if self.tb is not None:
+                self.tb.close()
+                self.tb = None
         return self.summary()
 
     def log(self, lr: float, norm: torch.Tensor | None, window: list) -> bool | None:
@@ -322,6 +363,8 @@ class Trainer:
             self.say(f"step {step}: validation loss {val:.4f}, perplexity {math.exp(val):.2f}")
         if self.procs.main:
             append_metrics(self.out_dir, record)
+            if self.tb is not None:
+                self.tb.write(record)
         self.bar.set_postfix(loss=f"{record['train_loss']:.3f}", lr=f"{lr:.2e}",
                              tok_s=f"{record['tokens_per_s']:,.0f}")  # fmt: skip
         return best

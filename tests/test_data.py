@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import os
+import shutil
+
 import numpy as np
 import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from training_helpers import make_corpus
 
-from gpt1_lib.data import DataError, Windows, corpus_files, prepare_tokens, token_dtype
+import gpt1_lib.data as data
+from gpt1_lib.data import (
+    CONTENT_IDS,
+    DataError,
+    Windows,
+    content_id,
+    corpus_files,
+    prepare_tokens,
+    token_dtype,
+)
 
 
 def byte_tokenizer() -> Tokenizer:
@@ -65,8 +79,6 @@ def test_chunked_encoding_equals_one_pass(tmp_path, monkeypatch):
     corpus = make_corpus(tmp_path / "corpus.txt", n_lines=300)
     tok = byte_tokenizer()
     whole = prepare_tokens(str(corpus), tok, tmp_path / "a", progress=False)
-    import gpt1_lib.data as data
-
     real = data._encode_range
     monkeypatch.setattr(data, "_encode_range", lambda *a: real(*a, chunk_bytes=97))
     chunked = prepare_tokens(str(corpus), tok, tmp_path / "b", progress=False)
@@ -89,12 +101,113 @@ def test_token_files_are_cached_and_rebuilt_when_the_corpus_changes(tmp_path):
     assert not list((tmp_path / "work").rglob("*.tmp"))
 
 
+def count_encodings(monkeypatch) -> list[int]:
+    """Count the calls of the tokenizing step (one per split tokenized)."""
+    calls, real = [], data._encode_range
+    monkeypatch.setattr(data, "_encode_range", lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
+def test_the_same_text_at_another_path_and_time_reuses_the_token_files(tmp_path, monkeypatch):
+    """A fresh Colab runtime downloads the corpus again: a new path, a new mtime, the same
+    bytes. The cache is keyed by the content, so nothing is tokenized again."""
+    tok, work = byte_tokenizer(), tmp_path / "work"
+    (tmp_path / "session1").mkdir()
+    first_copy = make_corpus(tmp_path / "session1" / "corpus.txt", n_lines=300)
+    first = prepare_tokens(str(first_copy), tok, work, progress=False)
+    stamps = {p: p.stat().st_mtime_ns for p in (first.train, first.val)}
+    (tmp_path / "session2").mkdir()
+    second_copy = tmp_path / "session2" / "corpus.txt"
+    shutil.copyfile(first_copy, second_copy)
+    os.utime(second_copy, ns=(1, 1))  # another modification time, too
+    shutil.rmtree(tmp_path / "session1")  # the old runtime's disk is gone
+    calls = count_encodings(monkeypatch)
+    again = prepare_tokens(str(second_copy), tok, work, progress=False)
+    assert again == first and calls == []  # the same files, not one byte tokenized
+    assert {p: p.stat().st_mtime_ns for p in (again.train, again.val)} == stamps  # untouched
+    hashed = []  # and the text is hashed once per place, then remembered
+    monkeypatch.setattr(data, "sha256_of", lambda p: hashed.append(p) or "x" * 64)
+    assert prepare_tokens(str(second_copy), tok, work, progress=False) == first and not hashed
+
+
+def test_a_pinned_checksum_is_used_without_reading_the_file(tmp_path, monkeypatch):
+    corpus = make_corpus(tmp_path / "corpus.txt", n_lines=20)
+    monkeypatch.setattr(data, "sha256_of", lambda p: pytest.fail("a pinned file was hashed"))
+    pin = "ab" * 32
+    assert content_id(corpus, pin, tmp_path) == f"{corpus.stat().st_size}:{pin}"
+
+
+def test_a_content_id_is_the_size_and_sha256(tmp_path):
+    corpus = make_corpus(tmp_path / "corpus.txt", n_lines=20)
+    digest = hashlib.sha256(corpus.read_bytes()).hexdigest()
+    assert content_id(corpus, memo_dir=tmp_path) == f"{corpus.stat().st_size}:{digest}"
+    corpus.write_text(corpus.read_text().upper())  # the same size, another text
+    assert content_id(corpus, memo_dir=tmp_path).split(":")[1] != digest
+
+
+def test_a_changed_text_is_tokenized_again_and_its_old_files_removed(tmp_path, monkeypatch):
+    tok, work = byte_tokenizer(), tmp_path / "work"
+    corpus = make_corpus(tmp_path / "corpus.txt", n_lines=300)
+    old = prepare_tokens(str(corpus), tok, work, progress=False)
+    other_tok = prepare_tokens(str(corpus), BigVocab(), work, progress=False)  # another recipe
+    (tmp_path / "b").mkdir()
+    other_text = prepare_tokens(str(make_corpus(tmp_path / "b" / "corpus.txt", seed=2)), tok, work,
+                                progress=False)  # fmt: skip  # another file with the same name
+    stale = work / "tokens" / "corpus-0123456789abcdef.train.bin.tmp"  # a killed run's
+    stale.write_bytes(b"\0" * 100)
+    make_corpus(corpus, n_lines=300, seed=1)
+    calls = count_encodings(monkeypatch)
+    new = prepare_tokens(str(corpus), tok, work, progress=False)
+    assert len(calls) == 2 and new.train != old.train  # train and val tokenized again
+    ids = read_ids(new.train, new.dtype)
+    assert tok.decode(ids.tolist()) == corpus.read_text()[: len(tok.decode(ids.tolist()))]
+    assert not old.train.exists() and not old.val.exists() and not stale.exists()
+    assert not old.train.with_name(old.train.name.replace(".train.bin", ".json")).exists()
+    for kept in (other_tok, other_text, new):  # still valid: kept
+        assert kept.train.is_file() and kept.val.is_file()
+
+
+def test_a_full_disk_while_tokenizing_leaves_nothing_to_reuse(tmp_path, monkeypatch):
+    """The disk fills up in the middle of writing the ids: one line says how much room is
+    needed, no partial file is left, and the next run tokenizes everything."""
+    tok, work = byte_tokenizer(), tmp_path / "work"
+    corpus = make_corpus(tmp_path / "corpus.txt", n_lines=2000)
+    writes = []
+
+    class FillsTheDisk(np.ndarray):
+        def tofile(self, f, *args, **kwargs):
+            writes.append(1)
+            if len(writes) == 3:  # two chunks written, the third finds the disk full
+                np.asarray(self)[: len(self) // 2].tofile(f)
+                raise OSError(errno.ENOSPC, "No space left on device")
+            np.asarray(self).tofile(f)
+
+    real_encode, real_range = data._encode, data._encode_range
+    monkeypatch.setattr(data, "_encode", lambda *a: real_encode(*a).view(FillsTheDisk))
+    monkeypatch.setattr(data, "_encode_range", lambda *a: real_range(*a, chunk_bytes=4096))
+    with pytest.raises(DataError) as caught:
+        prepare_tokens(str(corpus), tok, work, progress=False)
+    message = str(caught.value)
+    assert "\n" not in message and "disk is full" in message and "--work-dir" in message
+    need = float(message.split("need about ")[1].split(" MB")[0])
+    assert 0.5 < need / (2 * len(corpus.read_bytes()) / 1e6) <= 1.0  # ~2 bytes per byte-level id
+    assert [p.name for p in (work / "tokens").iterdir()] == [CONTENT_IDS]  # no partial file
+    monkeypatch.undo()
+    calls = count_encodings(monkeypatch)
+    files = prepare_tokens(str(corpus), tok, work, progress=False)
+    assert len(calls) == 2  # everything tokenized again, nothing reused
+    clean = prepare_tokens(str(corpus), tok, tmp_path / "clean", progress=False)
+    assert np.array_equal(read_ids(files.train, "uint16"), read_ids(clean.train, "uint16"))
+
+
 def test_vocabularies_above_65536_use_uint32(tmp_path):
     corpus = make_corpus(tmp_path / "corpus.txt", n_lines=50)
     files = prepare_tokens(str(corpus), BigVocab(), tmp_path / "work", progress=False)
     assert files.dtype == "uint32"
     ids = read_ids(files.train, files.dtype)
-    assert ids.max() > 65_536 and ids.max() == 65_536 + max(len(x) + 1 for x in corpus.read_text().splitlines())
+    assert ids.max() > 65_536 and ids.max() == 65_536 + max(
+        len(x) + 1 for x in corpus.read_text().splitlines()
+    )
 
 
 def test_windows_are_shifted_pairs_deterministic_per_seed_and_index(tmp_path):
@@ -141,5 +254,8 @@ def test_missing_empty_and_non_utf8_corpora_are_clear_errors(tmp_path):
         corpus_files(str(tmp_path / "empty.txt"))
     (tmp_path / "latin1.txt").write_bytes("café\n".encode("latin-1") * 10)
     with pytest.raises(DataError, match="not UTF-8"):
-        prepare_tokens(str(tmp_path / "latin1.txt"), byte_tokenizer(), tmp_path / "w", progress=False)
-    assert not [p for p in (tmp_path / "w").rglob("*") if p.is_file()]  # nothing half-made is left
+        prepare_tokens(
+            str(tmp_path / "latin1.txt"), byte_tokenizer(), tmp_path / "w", progress=False
+        )
+    left = [p for p in (tmp_path / "w").rglob("*") if p.is_file() and p.name != CONTENT_IDS]
+    assert not left  # nothing half-made is left (the corpus's checksum may be remembered)

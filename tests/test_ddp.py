@@ -27,12 +27,13 @@ def test_two_gloo_processes_match_one_process_with_the_same_accumulation(tmp_pat
     config = tiny_config(corpus, dropout=0.0, grad_accum=2, max_steps=12, warmup_steps=3,
                          eval_interval=4, eval_iters=3, ckpt_interval=6)  # fmt: skip
     config_file = write_config(tmp_path / "config.yaml", config)
-    work = tmp_path / "work"
-    train(config, tmp_path / "one", progress=False, work_dir=work)
+    train(config, tmp_path / "one", progress=False, work_dir=tmp_path / "work")
+    # A work dir of its own: the main process makes tokenizer and token ids, the other waits
+    # and reads them (two processes writing the same files would race).
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
          "-m", "gpt1_lib.train", "--config", str(config_file), "--out-dir", str(tmp_path / "two"),
-         "--work-dir", str(work), "--no-progress"],
+         "--work-dir", str(tmp_path / "work2"), "--no-progress"],
         env=one_thread_env(), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -51,6 +52,8 @@ def test_two_gloo_processes_match_one_process_with_the_same_accumulation(tmp_pat
         read_checkpoint(tmp_path / "one" / LAST),
         read_checkpoint(tmp_path / "two" / LAST),
     )
+    made = sorted(p.name for p in (tmp_path / "work2" / "tokens").iterdir())
+    assert len(made) == 4 and not any(n.endswith(".tmp") for n in made)  # ids, meta, checksum
     assert ckpt_two["world_size"] == 2 and len(ckpt_two["rng"]) == 2  # every process's RNG
     for name, weight in ckpt_one["model"].items():
         assert torch.allclose(ckpt_two["model"][name], weight, atol=1e-5), name

@@ -44,7 +44,7 @@ def test_without_cuda_it_says_so_in_one_line_and_writes_nothing(monkeypatch, tmp
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: it would measure it")
 def test_the_script_exits_0_without_cuda(tmp_path):
-    out = tmp_path / "nowhere" / "report.md"
+    out = tmp_path / "nowhere" / "gpu.md"
     done = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--out", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr

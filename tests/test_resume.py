@@ -13,7 +13,7 @@ import pytest
 import torch
 from training_helpers import cli, comparable, make_corpus, one_thread_env, tiny_config, write_config
 
-from gpt1_lib.checkpoint import BEST, LAST, read_checkpoint
+from gpt1_lib.checkpoint import BEST, LAST, CheckpointError, load_model, read_checkpoint
 from gpt1_lib.train import read_metrics, train
 
 MAX_STEPS = 120
@@ -85,7 +85,15 @@ def assert_same_as_reference(run_dir, reference):
 
 def test_killed_twice_and_resumed_equals_the_uninterrupted_run(setup, tmp_path):
     config, config_file, work, reference = setup
-    args = ["--config", str(config_file), "--out-dir", str(tmp_path), "--work-dir", str(work), "--no-progress"]
+    args = [
+        "--config",
+        str(config_file),
+        "--out-dir",
+        str(tmp_path),
+        "--work-dir",
+        str(work),
+        "--no-progress",
+    ]
     killed_at = kill_when_logged(cli(*args), tmp_path, 15)
     assert read_checkpoint(tmp_path / LAST)["step"] <= killed_at < MAX_STEPS
     killed_again = kill_when_logged(cli(*args, "--resume"), tmp_path, 45)
@@ -96,9 +104,12 @@ def test_killed_twice_and_resumed_equals_the_uninterrupted_run(setup, tmp_path):
 
 
 @pytest.mark.parametrize("kill_at_save", [2, 3])
-def test_killed_while_writing_a_checkpoint_resumes_from_the_previous_one(setup, tmp_path, kill_at_save):
-    """Saves: best@6, last@10, best@12, ...: a kill inside the 2nd leaves no ckpt_last.pt at all,
-    inside the 3rd a half-written ckpt_best.pt.tmp; both resume exactly."""
+def test_killed_while_writing_a_checkpoint_resumes_from_the_previous_one(
+    setup, tmp_path, kill_at_save
+):
+    """Saves: last@6 and (lean) best@6 together, last@10, ...: a kill inside the 2nd leaves a
+    half-written ckpt_best.pt.tmp, inside the 3rd a half-written ckpt_last.pt.tmp; both resume
+    exactly from the complete ckpt_last.pt of update 6."""
     config, config_file, work, reference = setup
     proc = subprocess.run(
         [sys.executable, "-c", DYING_SAVE, "--config", str(config_file), "--out-dir", str(tmp_path),
@@ -108,22 +119,27 @@ def test_killed_while_writing_a_checkpoint_resumes_from_the_previous_one(setup, 
     )  # fmt: skip
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert len(list(tmp_path.glob("*.pt.tmp"))) == 1  # the torn write
-    expected_step = {2: 6, 3: 10}[kill_at_save]
+    expected_step = {2: 6, 3: 6}[kill_at_save]
     summary = train(config, tmp_path, resume=True, progress=False, work_dir=work)
     assert summary["resumed_from"] == expected_step
     assert_same_as_reference(tmp_path, reference)
 
 
-def test_a_corrupt_last_checkpoint_falls_back_to_the_best_one(setup, tmp_path, capsys):
+def test_a_corrupt_last_checkpoint_stops_the_resume_and_keeps_the_best_weights(
+    setup, tmp_path, capsys
+):
+    """The lean best cannot continue training exactly: resuming says so; the weights stay
+    readable, and the run can be started again."""
     config, _, work, reference = setup
     train(config, tmp_path, progress=False, work_dir=work, until=25)
     last, best = read_checkpoint(tmp_path / LAST)["step"], read_checkpoint(tmp_path / BEST)["step"]
     assert last == 25 and best in (6, 12, 18, 24)  # evaluations every 6 updates
     torn = (tmp_path / LAST).read_bytes()[:5000]
     (tmp_path / LAST).write_bytes(torn)
-    summary = train(config, tmp_path, resume=True, progress=False, work_dir=work)
-    out = capsys.readouterr().out
-    assert "truncated or corrupt" in out and f"resuming from ckpt_best.pt (step {best})" in out
-    assert summary["resumed_from"] == best
+    with pytest.raises(CheckpointError, match=f"no complete checkpoint left.*update {best}"):
+        train(config, tmp_path, resume=True, progress=False, work_dir=work)
+    assert "truncated or corrupt" in capsys.readouterr().out
     assert (tmp_path / (LAST + ".corrupt")).read_bytes() == torn  # kept, never overwritten
+    assert load_model(tmp_path).config.n_layer == config["n_layer"]  # best's weights still load
+    train(config, tmp_path, progress=False, work_dir=work, overwrite=True)
     assert_same_as_reference(tmp_path, reference)

@@ -151,8 +151,9 @@ def test_schedule_warms_up_linearly_then_follows_a_cosine_to_zero():
     ("device", "requested", "capability", "dtype", "scaler", "noted"),
     [
         ("cpu", "auto", None, torch.float32, False, False),
-        ("cpu", "bfloat16", None, torch.float32, False, True),
-        ("cpu", "float16", None, torch.float32, False, True),
+        ("cpu", "float32", None, torch.float32, False, False),
+        ("cpu", "bfloat16", None, torch.bfloat16, False, True),  # the GPU's path, for tests
+        ("cpu", "float16", None, torch.float16, True, True),  # the T4's path, for tests
         ("cuda", "auto", (7, 5), torch.float16, True, False),  # T4: fp16 + GradScaler
         ("cuda", "auto", (7, 0), torch.float16, True, False),  # V100
         ("cuda", "bfloat16", (7, 5), torch.float16, True, True),  # emulated bf16: fall back
@@ -271,6 +272,85 @@ def test_a_run_learns_and_writes_its_directory(finished_run, corpus):
     assert records[0]["lr"] == pytest.approx(3e-3 / 4)  # the schedule is applied
 
 
+def test_metrics_record_the_tokens_seen(finished_run, corpus):
+    run, summary = finished_run
+    tokens_per_update = 4 * 32  # batch_size x n_ctx x grad_accum of tiny_config
+    assert [r["tokens_seen"] for r in read_metrics(run)] == [
+        s * tokens_per_update for s in range(1, 13)
+    ]
+    assert summary["tokens_seen"] == 12 * tokens_per_update
+
+
+def test_best_is_lean_and_last_is_complete(finished_run):
+    """ckpt_best.pt holds what load_model needs, no optimiser state; ckpt_last.pt everything."""
+    run, _ = finished_run
+    best, last = read_checkpoint(run / BEST), read_checkpoint(run / LAST)
+    assert {"optimizer", "scaler", "rng", "log_window"}.isdisjoint(best)
+    assert {"optimizer", "scaler", "rng", "log_window", "data"} <= set(last)
+    assert {"format", "step", "config", "model", "best_val_loss", "tokens_seen"} <= set(best)
+    assert (run / BEST).stat().st_size < 0.5 * (run / LAST).stat().st_size  # Adam: 2 moments
+    assert load_model(run, which="best").config == model_config(best["config"])
+
+
+def test_a_lean_best_alone_cannot_resume_and_says_so(capsys, corpus, work_dir, tmp_path):
+    cfg = tiny_config(corpus, max_steps=6)
+    train(cfg, tmp_path, progress=False, work_dir=work_dir)
+    (tmp_path / LAST).write_bytes(b"garbage")
+    status, err = run_main(capsys, "--config", write_config(tmp_path.parent / "lean.yaml", cfg),
+                           "--out-dir", tmp_path, "--resume", "--work-dir", work_dir)  # fmt: skip
+    assert status == 1 and "no complete checkpoint left" in err and "--overwrite" in err
+    assert "ckpt_best.pt (update 6) holds weights only" in err
+    assert load_model(tmp_path).config.n_embd == 32  # the weights are still there
+
+
+def test_on_checkpoint_is_called_with_the_files_just_written(corpus, work_dir, tmp_path):
+    """The GPU chapter flushes Google Drive after each checkpoint: the callback sees every
+    write, right after it, with its paths; a best always comes with a complete last."""
+    seen = []
+
+    def on_checkpoint(paths):
+        assert all(p.is_file() for p in paths)  # already written when called
+        seen.append((read_checkpoint(paths[0])["step"], [p.name for p in paths]))
+
+    cfg = tiny_config(corpus, max_steps=12, eval_interval=4, ckpt_interval=5)
+    train(cfg, tmp_path, progress=False, work_dir=work_dir, on_checkpoint=on_checkpoint)
+    steps = [step for step, _ in seen]
+    assert steps == sorted(set(steps)) and {5, 10, 12} <= set(steps)  # the interval, the end
+    assert {step for step, names in seen if names == [LAST]} <= {5, 10, 12}
+    assert {step for step, names in seen if names == [LAST, BEST]} <= {4, 8, 12}  # val improved
+    assert 4 in steps  # the first evaluation is always a best
+
+
+def test_tensorboard_logs_losses_against_updates_and_tokens(corpus, work_dir, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = tiny_config(corpus, max_steps=12, tensorboard=True)
+    train(cfg, tmp_path, progress=False, work_dir=work_dir, until=8)
+    train(cfg, tmp_path, resume=True, progress=False, work_dir=work_dir)  # resumes at 6
+    records = read_metrics(tmp_path)
+    updates = EventAccumulator(str(tmp_path / "tensorboard" / "updates")).Reload()
+    tokens = EventAccumulator(str(tmp_path / "tensorboard" / "tokens")).Reload()
+    assert {"loss/train", "loss/val", "lr", "tokens_per_s"} <= set(updates.Tags()["scalars"])
+    train_loss = [(e.step, e.value) for e in updates.Scalars("loss/train")]
+    assert train_loss == [(r["step"], pytest.approx(r["train_loss"])) for r in records]
+    vs_tokens = [(e.step, e.value) for e in tokens.Scalars("loss_vs_tokens/val")]
+    assert vs_tokens == [
+        (r["tokens_seen"], pytest.approx(r["val_loss"])) for r in records if "val_loss" in r
+    ]
+
+
+def test_tensorboard_asked_for_without_the_package_is_one_clear_line(
+    capsys, corpus, work_dir, tmp_path, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if not installed
+    config = write_config(tmp_path / "tb.yaml", tiny_config(corpus, tensorboard=True))
+    status, err = run_main(capsys, "--config", config, "--out-dir", tmp_path / "o",
+                           "--work-dir", work_dir)  # fmt: skip
+    assert status == 1 and "pip install tensorboard" in err and "\n" not in err
+    assert not (tmp_path / "o").exists()  # stopped before anything was done
+
+
 def test_an_update_accumulates_its_micro_batches_then_clips_and_steps(corpus, work_dir, tmp_path):
     """grad_accum=2: the update is AdamW on the clipped gradient of the mean of two losses."""
     cfg = load_config(tiny_config(corpus, dropout=0.0, grad_accum=2, warmup_steps=1, max_steps=3))
@@ -313,19 +393,32 @@ def test_nan_loss_stops_without_touching_the_checkpoint(corpus, work_dir, tmp_pa
         TrainingError, match="loss became nan at update 8.*last saved at step 6.*lower lr"
     ):
         train(tiny_config(corpus), tmp_path, progress=False, work_dir=work_dir)
-    assert read_checkpoint(tmp_path / LAST)["step"] == 5
+    assert read_checkpoint(tmp_path / LAST)["step"] == 6  # written with the best of update 6
     assert max(r["step"] for r in read_metrics(tmp_path)) == 7
 
 
-def test_out_of_memory_says_which_setting_to_lower(corpus, work_dir, tmp_path, monkeypatch):
-    def no_memory(self, step):
-        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+def test_out_of_memory_says_which_setting_to_lower(capsys, corpus, work_dir, tmp_path, monkeypatch):
+    """A CUDA out-of-memory error in the forward pass (raised here on a CPU) becomes one line
+    naming the settings that keep the update the same: batch_size down, grad_accum up."""
+    oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
-    monkeypatch.setattr(Trainer, "update", no_memory)
-    with pytest.raises(
-        TrainingError, match="out of GPU memory with batch_size=4, n_ctx=32: lower batch_size"
-    ):
-        train(tiny_config(corpus), tmp_path, progress=False, work_dir=work_dir)
+    def no_memory(self, idx, targets=None, kv_cache=None):
+        raise oom("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(GPT, "forward", no_memory)
+    with pytest.raises(TrainingError) as caught:
+        train(tiny_config(corpus, batch_size=8, grad_accum=2), tmp_path, progress=False,
+              work_dir=work_dir)  # fmt: skip
+    message = str(caught.value)
+    assert message.startswith("out of GPU memory at batch_size=8, grad_accum=2, n_ctx=32")
+    assert "--set batch_size=4 --set grad_accum=4" in message and "\n" not in message
+    config = write_config(tmp_path.parent / "oom.yaml", tiny_config(corpus, batch_size=3))
+    status, err = run_main(capsys, "--config", config, "--out-dir", tmp_path / "cli",
+                           "--work-dir", work_dir)  # fmt: skip
+    assert status == 1 and "--set batch_size=1 --set grad_accum=3" in err  # 3 sequences, kept
+    one = tiny_config(corpus, batch_size=1)
+    with pytest.raises(TrainingError, match="batch_size is 1 already: lower n_ctx \\(now 32\\)"):
+        train(one, tmp_path / "one", progress=False, work_dir=work_dir)
 
 
 # ---- the command line and bad input ---------------------------------------------------------
@@ -376,15 +469,15 @@ def test_cli_really_exits_non_zero_without_traceback(tmp_path):
     assert usage.returncode == 2 and "--out-dir" in usage.stderr
 
 
-def test_unsupported_dtype_falls_back_with_a_note(capsys, corpus, work_dir, tmp_path):
+def test_a_16_bit_dtype_on_a_cpu_runs_the_gpu_path_with_a_note(capsys, corpus, work_dir, tmp_path):
     config = write_config(
         tmp_path / "c.yaml", tiny_config(corpus, max_steps=2, warmup_steps=1, eval_interval=2)
     )
     status = main(["--config", str(config), "--set", "dtype=bfloat16", "--out-dir", str(tmp_path / "o"),
                    "--work-dir", str(work_dir), "--no-progress"])  # fmt: skip
     out, err = capsys.readouterr()
-    assert status == 0 and "dtype=bfloat16 is not used on cpu" in out
-    assert yaml.safe_load(out[out.index("{") :])["dtype"] == "float32"
+    assert status == 0 and "dtype=bfloat16 on cpu runs the GPU's mixed-precision code" in out
+    assert yaml.safe_load(out[out.index("{") :])["dtype"] == "bfloat16"
 
 
 def test_resume_without_config_uses_the_runs_own(capsys, corpus, work_dir, tmp_path):
@@ -416,7 +509,7 @@ def test_both_checkpoints_corrupt_is_an_error_not_a_fresh_start(capsys, corpus, 
         (tmp_path / name).write_bytes(b"garbage")
     status, err = run_main(capsys, "--config", write_config(tmp_path.parent / "c6.yaml", cfg),
                            "--out-dir", tmp_path, "--resume", "--work-dir", work_dir)  # fmt: skip
-    assert status == 1 and "no readable checkpoint left" in err
+    assert status == 1 and "no complete checkpoint left" in err and "--overwrite" in err
     assert sorted(p.name for p in tmp_path.glob("*.corrupt")) == [
         BEST + ".corrupt",
         LAST + ".corrupt",

@@ -1,0 +1,308 @@
+"""A Colab session of the GPU chapter, rehearsed on CPU: install, Drive, a disconnect, a resume.
+
+Chapter 07 runs as Colab runs it, changing only what cannot be reached from here:
+
+- a fresh, empty folder is the runtime's disk (`/content`, the kernel's working directory);
+- `tests/colab_stub` stands in for `google.colab` (Drive is a folder that outlives each
+  runtime), preloaded by a `sitecustomize.py` as Colab preloads the real module;
+- the install cell pip-installs `gpt1_lib` from a `git+file://` URL of a snapshot of this
+  working tree, tagged with pyproject's ref: the GitHub URL's code path, into a folder of its
+  own (never over the project's editable install);
+- a small corpus in TinyStories' format (separate train and valid files) is the mirror;
+- the `t4` preset runs (fp16 autocast with a GradScaler), at a tiny size, through `GPT1_SET`.
+
+The kernel is killed in the middle of training (the disconnect); a second fresh runtime with
+the same Drive runs the notebook again. It must resume from the checkpoint on Drive, must not
+tokenise the unchanged corpus again, and its per-update losses must equal an uninterrupted
+run's. A third runtime declines Drive and must still train, and offer the results as a zip.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+from nbclient import NotebookClient
+from nbclient.exceptions import DeadKernelError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK = ROOT / "notebooks" / "07_train_gpt1.ipynb"
+STUB = ROOT / "tests" / "colab_stub"
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+REPO_URL = PYPROJECT["project"]["urls"]["Repository"]
+REF = PYPROJECT["tool"]["gpt1_book"]["ref"]
+
+# The t4 preset at a size a CPU trains in seconds; everything else (fp16, GradScaler, dropout,
+# the schedule's shape) stays the preset's. One update is logged per line, for the comparison.
+TINY = (
+    "device=cpu n_layer=2 n_embd=32 n_head=4 n_ctx=32 vocab_size=300 batch_size=4 grad_accum=2 "
+    "max_steps=60 warmup_steps=6 eval_interval=20 eval_iters=2 ckpt_interval=5 log_interval=1 "
+    "tokenizer_sample_bytes=200000"
+)
+MAX_STEPS, FIRST_SLICE, KILL_AT = 60, 20, 33
+RUN = Path("MyDrive/gpt1-from-scratch/runs/t4-gpt1")  # inside the "Drive"
+LOSS_KEYS = ("train_loss", "lr", "grad_norm", "val_loss")
+
+
+def tiny_stories(seed: int, n: int) -> str:
+    """Stories in TinyStories' V2 format: plain text, each followed by `<|endoftext|>`."""
+    rng = random.Random(seed)
+    names = ["Lily", "Tom", "Max", "Sue", "Ben", "Mia"]
+    things = ["ball", "kite", "cat", "dog", "tree", "cake", "boat", "hat"]
+    feelings = ["happy", "sad", "brave", "tired", "curious"]
+    stories = []
+    for _ in range(n):
+        who, what, how = rng.choice(names), rng.choice(things), rng.choice(feelings)
+        friend = rng.choice([m for m in names if m != who])
+        stories.append(
+            f"Once upon a time, there was a little girl named {who}. She had a red {what}.\n"
+            f"One day, {who} felt {how}. She went to the park with {friend}.\n"
+            f'"Look at my {what}!" said {who}. {friend} smiled and said, "It is very nice."\n'
+            f"They played with the {what} all day. At the end, they were {rng.choice(feelings)}.\n"
+        )
+    return "<|endoftext|>\n".join(stories) + "<|endoftext|>\n"
+
+
+def snapshot_repository(dest: Path) -> Path:
+    """A git repository of this working tree (tracked and untracked, not ignored), tagged REF."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT, capture_output=True, check=True,
+    ).stdout.decode().split("\0")  # fmt: skip
+    for name in filter(None, listed):
+        source = ROOT / name
+        if source.is_file():  # a tracked file deleted in the working tree is left out
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    git = ["git", "-c", "user.name=rehearsal", "-c", "user.email=rehearsal@localhost"]
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "snapshot"], ["tag", REF]):
+        subprocess.run([*git, *command], cwd=dest, check=True, capture_output=True)
+    return dest
+
+
+def colab_notebook(repo: Path) -> nbformat.NotebookNode:
+    """The chapter with the repository URL of its install cell pointed at the local snapshot,
+    and one cell appended that reports which gpt1_lib the kernel imported."""
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    install = next(c for c in nb.cells if c.cell_type == "code")
+    assert install.source.count(f'"{REPO_URL}"') == 1 and "git+{REPO}@{REF}" in install.source
+    install.source = install.source.replace(f'"{REPO_URL}"', f'"file://{repo}"')
+    probe = "import gpt1_lib, json\nprint(json.dumps({'gpt1_lib': gpt1_lib.__file__}))"
+    nb.cells.append(nbformat.v4.new_code_cell(probe))
+    return nb
+
+
+def output_text(cell) -> str:
+    """Everything a cell showed: streams, results and widget text, joined."""
+    parts = []
+    for out in cell.get("outputs", []):
+        parts.append(out.get("text", ""))
+        parts.extend(str(v) for k, v in out.get("data", {}).items() if k.startswith("text/"))
+        parts.extend(out.get("traceback", []))
+    return "".join(parts)
+
+
+class Rehearsal:
+    """The shared pieces: snapshot repository, corpus mirror, Drive, and the kernel's env."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.repo = snapshot_repository(base / "repo")
+        self.mirror = base / "mirror" / "tinystories"
+        self.mirror.mkdir(parents=True)
+        (self.mirror / "TinyStoriesV2-GPT4-train.txt").write_text(tiny_stories(0, 1200))
+        (self.mirror / "TinyStoriesV2-GPT4-valid.txt").write_text(tiny_stories(1, 120))
+        self.drive, self.log = base / "drive", base / "colab_calls.jsonl"
+        self.notebook = colab_notebook(self.repo)
+
+    def env(self, site: Path, **changes: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("GPT1_", "PIP_"))}
+        env.pop("PYTHONPATH", None)
+        env.update(
+            GPT1_PROFILE="t4", GPT1_SET=TINY, GPT1_DATA_MIRROR=str(self.mirror.parent),
+            HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+            PYTHONPATH=f"{site}{os.pathsep}{STUB}",  # pip's target first, as site-packages is
+            PIP_TARGET=str(site), PIP_NO_DEPS="1", PIP_NO_INDEX="1", PIP_NO_CACHE_DIR="1",
+            PIP_NO_BUILD_ISOLATION="0", PIP_DISABLE_PIP_VERSION_CHECK="1",
+            COLAB_STUB_DRIVE=str(self.drive), COLAB_STUB_LOG=str(self.log),
+        )  # fmt: skip
+        env.update(changes)
+        return env
+
+    def runtime(self, name: str, kill_at: int | None = None, **env_changes: str):
+        """Run the notebook in a fresh runtime (an empty /content and an empty pip target);
+        with `kill_at`, kill the kernel once the run on Drive has logged that update."""
+        content, site = self.base / name / "content", self.base / name / "site"
+        content.mkdir(parents=True)
+        site.mkdir()
+        nb = copy.deepcopy(self.notebook)
+        client = NotebookClient(nb, timeout=600, kernel_name="python3",
+                                resources={"metadata": {"path": str(content)}})  # fmt: skip
+        killed = threading.Event()
+        watcher = None
+        if kill_at is not None:
+            watcher = threading.Thread(target=self._kill_when, args=(client, kill_at, killed))
+            watcher.start()
+        try:
+            client.execute(env=self.env(site, **env_changes))
+        except DeadKernelError:
+            assert killed.is_set(), "the kernel died without being killed"
+        finally:
+            killed.set()  # stops the watcher if the notebook ended first
+            if watcher is not None:
+                watcher.join()
+        return nb, content, site
+
+    def _kill_when(self, client: NotebookClient, step: int, done: threading.Event) -> None:
+        metrics = self.drive / RUN / "metrics.jsonl"
+        while not done.is_set():
+            lines = metrics.read_text().splitlines() if metrics.is_file() else []
+            if any(json.loads(line)["step"] >= step for line in lines if line.endswith("}")):
+                os.kill(client.km.provisioner.pid, 9)  # the disconnect: no cleanup, no flush
+                done.set()
+                return
+            time.sleep(0.01)
+
+
+def metrics(run: Path) -> dict[int, dict]:
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: {k: r.get(k) for k in LOSS_KEYS} for r in records}
+
+
+def calls(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+
+
+def token_files(folder: Path) -> dict[str, int]:
+    """The token-id files of a cache folder, with their modification times."""
+    return {p.name: p.stat().st_mtime_ns for p in sorted(folder.glob("*.bin"))}
+
+
+def cell_with(nb, text: str):
+    """The first code cell whose source contains `text`."""
+    return next(c for c in nb.cells if c.cell_type == "code" and text in c.source)
+
+
+@pytest.fixture(scope="module")
+def rehearsal(tmp_path_factory):
+    return Rehearsal(tmp_path_factory.mktemp("colab"))
+
+
+@pytest.fixture(scope="module")
+def sessions(rehearsal):
+    """Session 1, killed mid-training; then session 2 on the same Drive, to the end."""
+    first, _, site1 = rehearsal.runtime("runtime1", kill_at=KILL_AT)
+    run = rehearsal.drive / RUN
+    state = {
+        "ckpt_step": torch.load(run / "ckpt_last.pt", weights_only=True)["step"],
+        "metrics": metrics(run),
+        "tokens": token_files(rehearsal.drive / "MyDrive/gpt1-from-scratch/cache/tokens"),
+        "calls": calls(rehearsal.log),
+    }
+    second, content2, site2 = rehearsal.runtime("runtime2")
+    return {"first": first, "second": second, "after_kill": state, "sites": (site1, site2),
+            "content2": content2, "run": run}  # fmt: skip
+
+
+def test_the_kernels_imported_the_gpt1_lib_that_pip_installed_from_the_git_url(sessions):
+    for site in sessions["sites"]:  # each runtime installed its own copy
+        assert (site / "gpt1_lib" / "trainer.py").is_file()
+    probe = json.loads(output_text(sessions["second"].cells[-1]))  # the first was killed before
+    assert Path(probe["gpt1_lib"]).is_relative_to(sessions["sites"][1])
+
+
+def test_a_cpu_runtime_is_warned_loudly_before_anything_trains(sessions):
+    setup = output_text(cell_with(sessions["first"], "active_profile(gpu_presets=True)"))
+    assert "NO GPU" in setup and "Runtime -> Change runtime type -> T4 GPU" in setup
+
+
+def test_the_disconnect_came_in_the_middle_of_training(sessions):
+    state = sessions["after_kill"]
+    assert FIRST_SLICE < state["ckpt_step"] < MAX_STEPS
+    assert max(state["metrics"]) >= KILL_AT
+    assert [c["call"] for c in state["calls"]] == ["drive.mount"]  # killed before any flush
+
+
+def test_the_second_runtime_resumed_from_the_checkpoint_on_drive(sessions):
+    text = "".join(output_text(c) for c in sessions["second"].cells)
+    assert f"resumed from ckpt_last.pt at step {sessions['after_kill']['ckpt_step']}" in text
+    ckpt = torch.load(sessions["run"] / "ckpt_last.pt", weights_only=True)
+    assert ckpt["step"] == MAX_STEPS
+    assert ckpt["config"]["dtype"] == "float16" and ckpt["scaler"]["scale"] > 0  # fp16 + scaler
+
+
+def test_the_unchanged_corpus_was_not_tokenised_again(rehearsal, sessions):
+    first_text = "".join(output_text(c) for c in sessions["first"].cells)
+    second_text = "".join(output_text(c) for c in sessions["second"].cells)
+    assert "tokenizing" in first_text and "tokenizing" not in second_text
+    kept = rehearsal.drive / "MyDrive/gpt1-from-scratch/cache/tokens"
+    assert token_files(kept) == sessions["after_kill"]["tokens"]  # the same files, untouched
+    corpus = sessions["content2"] / "data/raw/tinystories/TinyStoriesV2-GPT4-train.txt"
+    assert corpus.is_file()  # the second runtime fetched its own copy of the corpus
+
+
+def test_losses_after_the_resume_equal_an_uninterrupted_run(rehearsal, sessions, tmp_path):
+    run = sessions["run"]
+    env = rehearsal.env(tmp_path / "unused")
+    for key in ("PYTHONPATH", "GPT1_PROFILE", "GPT1_SET"):
+        env.pop(key)
+    subprocess.run(
+        [sys.executable, "-m", "gpt1_lib.train", "--config", str(run / "config.yaml"),
+         "--out-dir", "reference", "--work-dir", "cache", "--no-progress"],
+        cwd=tmp_path, env=env, check=True, capture_output=True,
+    )  # fmt: skip
+    reference, resumed = metrics(tmp_path / "reference"), metrics(run)
+    assert (tmp_path / "reference/tokenizer.json").read_text() == (
+        run / "tokenizer.json"
+    ).read_text()
+    assert sorted(reference) == sorted(resumed) == list(range(1, MAX_STEPS + 1))
+    assert resumed == reference  # exactly: every loss, lr, gradient norm and validation loss
+    before_kill = sessions["after_kill"]["metrics"]
+    redone = [s for s in before_kill if s > sessions["after_kill"]["ckpt_step"]]
+    assert all(before_kill[s] == resumed[s] for s in redone)  # work lost to the kill, redone
+
+
+def test_drive_holds_what_the_reader_takes_away_and_is_flushed_at_the_end(rehearsal, sessions):
+    home = rehearsal.drive / "MyDrive/gpt1-from-scratch"
+    assert (home / "figures" / "07_curves_t4.png").is_file()
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= {
+        p.name for p in (sessions["run"] / "hf").iterdir()
+    }
+    second = calls(rehearsal.log)[len(sessions["after_kill"]["calls"]) :]
+    assert [c["call"] for c in second] == ["drive.mount", "drive.flush_and_unmount"]
+    text = "".join(output_text(c) for c in sessions["second"].cells)
+    assert "space this run keeps on Google Drive" in text
+    assert not (sessions["content2"] / "drive").exists()  # unmounted
+
+
+def test_a_declined_drive_mount_says_what_it_means_and_the_run_stays_on_local_disk(rehearsal):
+    before = len(calls(rehearsal.log))
+    nb, content, _ = rehearsal.runtime(
+        "declined", COLAB_STUB_DECLINE_DRIVE="1",
+        GPT1_SET=TINY.replace("max_steps=60", "max_steps=10").replace("eval_interval=20", "eval_interval=5"),
+    )  # fmt: skip
+    where = output_text(cell_with(nb, "drive.mount("))
+    assert "Google Drive is not mounted (MessageError" in where and "a disconnect loses it" in where
+    assert (content / "build/t4/runs/t4-gpt1/ckpt_last.pt").is_file()
+    offered = [c for c in calls(rehearsal.log)[before:] if c["call"] == "files.download"]
+    assert len(offered) == 1 and Path(offered[0]["path"]) == content / "gpt1-t4-gpt1.zip"
+    with zipfile.ZipFile(offered[0]["path"]) as zf:
+        names = set(zf.namelist())
+    assert {"gpt1-t4-gpt1/07_curves_t4.png", "gpt1-t4-gpt1/hf/config.json"} <= names
