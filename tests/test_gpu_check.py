@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from training_helpers import one_thread  # noqa: F401 (an autouse fixture)
 
 from gpt1_lib.model import GPT, model_config
 from gpt1_lib.precision import Precision, flops_per_token
@@ -24,14 +25,6 @@ spec.loader.exec_module(gpu_check)
 TINY = {"vocab_size": 300, "n_ctx": 32, "n_embd": 32, "n_layer": 2, "n_head": 2, "dropout": 0.0,
         "batch_size": 4, "grad_accum": 2, "lr": 1e-3, "weight_decay": 0.01, "grad_clip": 1.0}  # fmt: skip
 FP32 = Precision(torch.float32)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_without_cuda_it_says_so_in_one_line_and_writes_nothing(monkeypatch, tmp_path, capsys):

@@ -9,23 +9,13 @@ import math
 
 import pytest
 import torch
-from training_helpers import make_corpus, one_thread, tiny_config  # noqa: F401 (autouse fixture)
+from training_helpers import one_thread, tiny_config  # noqa: F401 (an autouse fixture)
 
 from gpt1_lib.checkpoint import LAST, read_checkpoint
 from gpt1_lib.config import load_config
 from gpt1_lib.model import GPT
 from gpt1_lib.train import read_metrics, train
 from gpt1_lib.trainer import Trainer
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return make_corpus(tmp_path_factory.mktemp("corpus") / "corpus.txt")
-
-
-@pytest.fixture(scope="module")
-def work_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("work")
 
 
 class FastGrowth(torch.amp.GradScaler):

@@ -41,16 +41,6 @@ from gpt1_lib.trainer import Trainer, TrainingError
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return make_corpus(tmp_path_factory.mktemp("corpus") / "corpus.txt")
-
-
-@pytest.fixture(scope="module")
-def work_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("work")
-
-
-@pytest.fixture(scope="module")
 def finished_run(corpus, work_dir, tmp_path_factory):
     """One short run, shared by the tests that only read it."""
     out = tmp_path_factory.mktemp("run")
