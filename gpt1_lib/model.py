@@ -7,7 +7,7 @@ the token embedding; named model sizes; Hugging Face OpenAIGPT checkpoints in an
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,19 @@ def model_config(preset: str | os.PathLike | Mapping[str, Any], **overrides: Any
     return GPTConfig(**{**fields, **overrides})
 
 
+def add_to_class(cls: type) -> Callable[[Any], Any]:
+    """Decorator that makes the decorated function (or classmethod) a method of `cls`, so a
+    class can be built piece by piece across notebook cells, as d2l.ai's `add_to_class` does."""
+
+    def attach(fn: Any) -> Any:
+        func = fn.__func__ if isinstance(fn, (classmethod, staticmethod)) else fn
+        func.__qualname__ = f"{cls.__qualname__}.{func.__name__}"  # tracebacks say GPT.forward
+        setattr(cls, func.__name__, fn)
+        return fn
+
+    return attach
+
+
 class GPT(nn.Module):
     """The GPT-1 language model; with `config.pre_ln`, GPT-2's architecture exactly (pre-LN
     blocks and a final LayerNorm `ln_f`).
@@ -79,74 +92,51 @@ class GPT(nn.Module):
         self.lm_head.weight = self.tokens_embed.weight  # tied: one tensor, read both ways
         self.apply(init_weights)
 
-    def forward(
-        self, idx: torch.Tensor, targets: torch.Tensor | None = None, kv_cache: Any = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """idx (B, T) token ids -> (logits (B, T, V), mean cross-entropy or None).
 
-        targets (B, T): the next token of each position; -100 marks positions to ignore.
-        kv_cache: per-layer caches (indexable, `.length` = positions already cached).
-        """
-        past = 0 if kv_cache is None else kv_cache.length
-        self._check_input(idx, past)
-        pos = torch.arange(past, past + idx.size(1), device=idx.device)
-        x = self.drop(self.tokens_embed(idx) + self.positions_embed(pos))
-        for i, block in enumerate(self.h):
-            x = block(x, None if kv_cache is None else kv_cache[i])
-        logits = self.lm_head(self.ln_f(x))
-        if targets is None:
-            return logits, None
-        if targets.shape != idx.shape:
+@add_to_class(GPT)
+def forward(
+    self, idx: torch.Tensor, targets: torch.Tensor | None = None, kv_cache: Any = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """idx (B, T) token ids -> (logits (B, T, V), mean cross-entropy or None).
+
+    targets (B, T): the next token of each position; -100 marks positions to ignore.
+    kv_cache: per-layer caches (indexable, `.length` = positions already cached).
+    """
+    past = 0 if kv_cache is None else kv_cache.length
+    self._check_input(idx, past)
+    pos = torch.arange(past, past + idx.size(1), device=idx.device)
+    x = self.drop(self.tokens_embed(idx) + self.positions_embed(pos))
+    for i, block in enumerate(self.h):
+        x = block(x, None if kv_cache is None else kv_cache[i])
+    logits = self.lm_head(self.ln_f(x))
+    if targets is None:
+        return logits, None
+    if targets.shape != idx.shape:
+        raise ValueError(
+            f"targets must have the shape of idx {tuple(idx.shape)}, got {tuple(targets.shape)}"
+        )
+    return logits, F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+
+
+@add_to_class(GPT)
+def _check_input(self, idx: torch.Tensor, past: int) -> None:
+    """Raise one clear line for input the embeddings cannot take, instead of an index error."""
+    if idx.dim() != 2 or idx.dtype not in (torch.long, torch.int):
+        raise ValueError(
+            f"idx must be (batch, time) integer token ids, got {idx.dtype} {tuple(idx.shape)}"
+        )
+    if past + idx.size(1) > self.config.n_ctx:
+        raise ValueError(
+            f"a sequence of {past + idx.size(1)} tokens is longer than n_ctx="
+            f"{self.config.n_ctx}: crop the input to its last {self.config.n_ctx} tokens"
+        )
+    if idx.numel() and not torch.compiler.is_compiling():
+        lo, hi = torch.aminmax(idx)
+        if lo < 0 or hi >= self.config.vocab_size:
             raise ValueError(
-                f"targets must have the shape of idx {tuple(idx.shape)}, got {tuple(targets.shape)}"
+                f"token ids must be in [0, {self.config.vocab_size}), got min {int(lo)} "
+                f"max {int(hi)}: is the tokenizer the one this model was made for?"
             )
-        return logits, F.cross_entropy(logits.flatten(0, 1), targets.flatten())
-
-    def _check_input(self, idx: torch.Tensor, past: int) -> None:
-        if idx.dim() != 2 or idx.dtype not in (torch.long, torch.int):
-            raise ValueError(
-                f"idx must be (batch, time) integer token ids, got {idx.dtype} {tuple(idx.shape)}"
-            )
-        if past + idx.size(1) > self.config.n_ctx:
-            raise ValueError(
-                f"a sequence of {past + idx.size(1)} tokens is longer than n_ctx="
-                f"{self.config.n_ctx}: crop the input to its last {self.config.n_ctx} tokens"
-            )
-        if idx.numel() and not torch.compiler.is_compiling():
-            lo, hi = torch.aminmax(idx)
-            if lo < 0 or hi >= self.config.vocab_size:
-                raise ValueError(
-                    f"token ids must be in [0, {self.config.vocab_size}), got min {int(lo)} "
-                    f"max {int(hi)}: is the tokenizer the one this model was made for?"
-                )
-
-    @classmethod
-    def from_pretrained(cls, name_or_dir: str | os.PathLike, **overrides: Any) -> "GPT":
-        """Load an HF OpenAIGPT checkpoint: a hub id ('openai-gpt',
-        'openai-community/openai-gpt') or a local directory with config.json +
-        model.safetensors. `overrides` change config fields, e.g. `dropout=0.0`.
-
-        Returns the model in eval mode, as `transformers` does; `.train()` to fine-tune.
-        """
-        config, state = read_hf_checkpoint(name_or_dir, overrides.pop("dropout", None))
-        model = cls(replace(config, **overrides))
-        check_state_dict(state, model.state_dict())
-        model.load_state_dict(state)
-        return model.eval()
-
-    @classmethod
-    def from_openai_release(cls, folder: str | os.PathLike, **overrides: Any) -> "GPT":
-        """Load GPT-1 as OpenAI released it: `params_shapes.json` + `params_0.npy` ... in
-        `folder` (see section 6); `overrides` change config fields. Returns eval mode."""
-        config, state = read_openai_release(folder, n_head=overrides.pop("n_head", 12))
-        model = cls(replace(config, **overrides))
-        check_state_dict(state, model.state_dict())
-        model.load_state_dict(state)
-        return model.eval()
-
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write config.json + model.safetensors that `transformers` loads unchanged."""
-        return write_hf_checkpoint(self.config, self.state_dict(), directory)
 
 
 def init_weights(module: nn.Module) -> None:
@@ -158,3 +148,37 @@ def init_weights(module: nn.Module) -> None:
     if isinstance(module, nn.LayerNorm):
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)
+
+
+@add_to_class(GPT)
+@classmethod
+def from_pretrained(cls, name_or_dir: str | os.PathLike, **overrides: Any) -> GPT:
+    """Load an HF OpenAIGPT checkpoint: a hub id ('openai-gpt',
+    'openai-community/openai-gpt') or a local directory with config.json +
+    model.safetensors. `overrides` change config fields, e.g. `dropout=0.0`.
+
+    Returns the model in eval mode, as `transformers` does; `.train()` to fine-tune.
+    """
+    config, state = read_hf_checkpoint(name_or_dir, overrides.pop("dropout", None))
+    model = cls(replace(config, **overrides))
+    check_state_dict(state, model.state_dict())
+    model.load_state_dict(state)
+    return model.eval()
+
+
+@add_to_class(GPT)
+@classmethod
+def from_openai_release(cls, folder: str | os.PathLike, **overrides: Any) -> GPT:
+    """Load GPT-1 as OpenAI released it: `params_shapes.json` + `params_0.npy` ... in
+    `folder` (see section 6); `overrides` change config fields. Returns eval mode."""
+    config, state = read_openai_release(folder, n_head=overrides.pop("n_head", 12))
+    model = cls(replace(config, **overrides))
+    check_state_dict(state, model.state_dict())
+    model.load_state_dict(state)
+    return model.eval()
+
+
+@add_to_class(GPT)
+def save_pretrained(self, directory: str | os.PathLike) -> Path:
+    """Write config.json + model.safetensors that `transformers` loads unchanged."""
+    return write_hf_checkpoint(self.config, self.state_dict(), directory)
