@@ -38,6 +38,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from gpt1_lib.doctor import cpu_name  # noqa: E402
 from gpt1_lib.model import GPT, GPTConfig, model_config  # noqa: E402
 
 
@@ -147,14 +148,7 @@ def matmul_rate(seconds: float = 3.0) -> float:
 
 
 def describe_machine() -> list[str]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     import transformers
 
     isa = torch.backends.cpu.get_cpu_capability()

@@ -80,15 +80,19 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-def cpu_line() -> str:
-    name = platform.processor() or platform.machine()
+def cpu_name() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo), else what `platform` knows."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_line() -> str:
+    name = cpu_name()
     torch = _torch()
     isa = torch.backends.cpu.get_cpu_capability()
     return f"{name}, {os.cpu_count()} logical cores, torch uses {torch.get_num_threads()} threads and {isa}"
