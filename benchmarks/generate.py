@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -41,6 +40,7 @@ import torch
 import transformers
 from transformers import GPT2Config, GPT2LMHeadModel, OpenAIGPTLMHeadModel
 
+from gpt1_lib.doctor import cpu_name
 from gpt1_lib.kv_cache import KVCache
 from gpt1_lib.model import GPT, model_config
 from gpt1_lib.pretrained import state_dict_from_gpt2
@@ -51,16 +51,6 @@ COURSE_SHAPE = dict(vocab_size=8192, n_ctx=256, n_embd=256, n_layer=4, n_head=8)
 GPT1_GROUP = ("gpt1_lib decoder", "gpt1_lib simple cache", "gpt1_lib no cache",
               "transformers OpenAIGPT (no cache)")  # fmt: skip
 GPT2_GROUP = ("gpt1_lib decoder, GPT-2 weights", "transformers GPT-2 with its cache")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def build_models(seed: int) -> dict[str, torch.nn.Module]:
