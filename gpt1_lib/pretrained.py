@@ -5,7 +5,8 @@
 """Hugging Face's OpenAIGPT checkpoint format: config.json + model.safetensors, in and out.
 
 Used by `GPT.from_pretrained` / `GPT.save_pretrained` (gpt1_lib.model); works on configs and
-state dicts only, so it needs no model class and imports nothing of gpt1_lib but the config.
+state dicts only, so it needs no model class (of gpt1_lib it imports the config, and the
+tokenizer writer).
 `save_for_transformers` adds the tokenizer files, so the folder loads whole in `transformers`.
 """
 
@@ -21,6 +22,7 @@ import torch
 from tokenizers import Tokenizer
 
 from gpt1_lib.attention import GPTConfig
+from gpt1_lib.tokenizer import save_tokenizer
 
 HUB_ALIASES = {"openai-gpt": "openai-community/openai-gpt"}
 CONV1D_WEIGHTS = (
@@ -265,8 +267,8 @@ def write_hf_tokenizer(
         "clean_up_tokenization_spaces": False,  # decode(encode(text)) == text, as in gpt1_lib
         **roles,
     }
+    save_tokenizer(tokenizer, directory / "tokenizer.json")  # chapter 01's atomic writer
     texts = {
-        "tokenizer.json": tokenizer.to_str(),
         "tokenizer_config.json": json.dumps(config, indent=2) + "\n",
         "special_tokens_map.json": json.dumps(roles, indent=2) + "\n",
     }
