@@ -61,41 +61,32 @@ def sync_text(text: str) -> str:
     return BADGE.sub(badge_prefix(), text)
 
 
-def sync_notebook(path: Path) -> bool:
-    """Rewrite one notebook's badges and install cell; return whether anything changed."""
-    nb = nbformat.read(path, as_version=4)
-    changed = False
+def _sync(nb) -> bool:
+    """Rewrite a notebook's install cell and badges in memory; return whether anything changed."""
     install = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith(INSTALL_MARK)]
     if len(install) != 1:
-        raise SystemExit(f"{path.name}: expected one install cell starting {INSTALL_MARK!r}")
-    if install[0].source != install_cell():
-        install[0].source = install_cell()
-        changed = True
+        raise SystemExit(f"expected one install cell starting {INSTALL_MARK!r}")
+    changed = install[0].source != install_cell()
+    install[0].source = install_cell()
     for cell in nb.cells:
         if cell.cell_type == "markdown" and (new := sync_text(cell.source)) != cell.source:
-            cell.source = new
-            changed = True
-    if changed:
-        nbformat.write(nb, path)
+            cell.source, changed = new, True
     return changed
+
+
+def notebooks() -> list[Path]:
+    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
 
 def out_of_sync() -> list[str]:
     """Files whose badges or install cell differ from pyproject.toml's URL and ref."""
-    stale = []
-    for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
-        nb = nbformat.read(path, as_version=4)
-        install = [
-            c.source
-            for c in nb.cells
-            if c.cell_type == "code" and c.source.startswith(INSTALL_MARK)
-        ]
-        markdown = "".join(c.source for c in nb.cells if c.cell_type == "markdown")
-        if install != [install_cell()] or sync_text(markdown) != markdown:
-            stale.append(str(path.relative_to(ROOT)))
-    if sync_text(README.read_text(encoding="utf-8")) != README.read_text(encoding="utf-8"):
-        stale.append("README.md")
-    return stale
+    stale = [
+        str(path.relative_to(ROOT))
+        for path in notebooks()
+        if _sync(nbformat.read(path, as_version=4))
+    ]
+    text = README.read_text(encoding="utf-8")
+    return stale + (["README.md"] if sync_text(text) != text else [])
 
 
 def main() -> int:
@@ -107,8 +98,10 @@ def main() -> int:
             print("out of sync with pyproject.toml (run `make links`): " + ", ".join(stale))
             return 1
         return 0
-    for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
-        if sync_notebook(path):
+    for path in notebooks():
+        nb = nbformat.read(path, as_version=4)
+        if _sync(nb):
+            nbformat.write(nb, path)
             print(f"updated {path.relative_to(ROOT)}")
     text = README.read_text(encoding="utf-8")
     if sync_text(text) != text:
