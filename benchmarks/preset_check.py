@@ -2,7 +2,7 @@
 
 Hand-written experiment. Chapter 05 found post-LN GPT-1 sitting on the unigram plateau
 (the loss of a model that knows only token frequencies) for the whole CPU budget. The `t4` and
-`a10g` presets (12 layers, lr 2.5e-4, 500 warmup updates of 3000) and chapter 07's "quick" run
+`a10g` presets (12 layers, lr 2.5e-4, 500 warmup updates of 3000) and chapter 08's "quick" run
 (6 layers, lr 1e-3, 200 warmup updates of 6000) train post-LN. A 768-wide model does not fit a
 shared 2-core CPU, so each preset is probed at its own depth and its own schedule (peak lr, warmup
 length and total updates, linear warmup then cosine to zero: the very `Trainer` the presets run),
@@ -25,7 +25,7 @@ Run directories (build/preset_check/runs/) are kept: a rerun with the same confi
 instead of training again, and --full continues them from where they stopped.
 
 Writes benchmarks/results/preset_check.md, benchmarks/results/preset_check.json and
-figures/07_preset_check.png.
+figures/08_preset_check.png.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ MARGIN = 0.3  # nats below the unigram entropy that count as off the plateau
 CONFIRM = 250  # logged losses of this many updates below the line before stopping early
 CHUNK = 250  # updates between looks at the loss
 DATASET, VOCAB = "tinyshakespeare", 2048  # chapter 05's corpus and the cpu preset's BPE
-NOTEBOOK_07 = ROOT / "notebooks" / "07_train_gpt1.ipynb"
+NOTEBOOK_07 = ROOT / "notebooks" / "08_train_gpt1.ipynb"
 
 
 @dataclass
@@ -78,7 +78,7 @@ class Probe:
 
 
 def quick_overrides() -> dict[str, Any]:
-    """Chapter 07's `QUICK = dict(...)`, read from the notebook so the two cannot drift apart."""
+    """Chapter 08's `QUICK = dict(...)`, read from the notebook so the two cannot drift apart."""
     cells = json.loads(NOTEBOOK_07.read_text())["cells"]
     for cell in cells:
         source = "".join(cell["source"])
@@ -345,7 +345,7 @@ def report(
         f"- Narrow model: width {cfg['n_embd']}, {cfg['n_head']} heads, context {cfg['n_ctx']}, "
         f"{cfg['batch_size']} sequences per update ({cfg['batch_size'] * cfg['n_ctx']} tokens; "
         "the presets: " + ", ".join(f"{n:,} for {name}" for name, n in {p.preset: p.wide_tokens for p in runs}.items())
-        + "), fp32. `quick` is chapter 07's `QUICK` overrides of the t4/a10g preset, read from "
+        + "), fp32. `quick` is chapter 08's `QUICK` overrides of the t4/a10g preset, read from "
         "the notebook. Kept from each preset: depth, "
         "peak lr, warmup and total updates, linear warmup then cosine to zero (`gpt1_lib.optim."
         "lr_at` through the `Trainer`), AdamW with weight decay 0.01, dropout 0.1, clipping at 1.0.",
@@ -394,8 +394,8 @@ def main() -> None:
                   "curve": {"step": [s for s, _ in p.curve], "train_loss": [x for _, x in p.curve]}}
                  for p in runs],
     }, indent=1))  # fmt: skip
-    plot(runs, entropy, ROOT / "figures" / "07_preset_check.png")
-    print(f"wrote benchmarks/results/preset_check.md and .json, figures/07_preset_check.png "
+    plot(runs, entropy, ROOT / "figures" / "08_preset_check.png")
+    print(f"wrote benchmarks/results/preset_check.md and .json, figures/08_preset_check.png "
           f"({seconds[0] / 60:.1f} min wall, {seconds[1] / 60:.1f} min CPU)")  # fmt: skip
 
 

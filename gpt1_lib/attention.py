@@ -151,7 +151,7 @@ class CausalSelfAttention(nn.Module):
         """x: (B, T, n_embd) -> (B, T, n_embd).
 
         kv_cache: optional object with `update(k, v) -> (k_all, v_all)` holding the keys and
-        values of earlier positions (chapter 06); x then holds the T newest positions.
+        values of earlier positions (chapter 07); x then holds the T newest positions.
         """
         check_hidden_states(x, self.n_embd)
         if x.size(1) > self.n_ctx:

@@ -48,7 +48,7 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps)
 
     def forward(self, x: torch.Tensor, kv_cache=None) -> torch.Tensor:
-        """x: (B, T, n_embd) -> (B, T, n_embd); kv_cache is passed to the attention (chapter 06)."""
+        """x: (B, T, n_embd) -> (B, T, n_embd); kv_cache is passed to the attention (chapter 07)."""
         check_hidden_states(x, self.n_embd)
         if self.pre_ln:
             x = x + self.attn(self.ln_1(x), kv_cache)

@@ -5,14 +5,13 @@
 """Token ids on disk, and batches of random contiguous windows read from them.
 
 A corpus is tokenized once into two flat files of token ids (train and validation): uint16 when
-the vocabulary has at most 65,536 ids, else uint32. The files are cached under a key made of
-what the text *is* (its size and SHA-256) and of the tokenizer, not of where or when the text
-was written, so a corpus downloaded again (a fresh Colab runtime) reuses them; when a corpus
-changes, the token files of its old text are deleted. Training reads them through
-`numpy.memmap`, so a corpus larger than memory costs only the windows it samples. A batch is
-`batch_size` windows of n_ctx + 1 tokens starting at random offsets ("randomly sampled,
-contiguous sequences", as GPT-1); it is a pure function of (seed, index), so the sampler's whole
-state is one integer and a resumed run draws the very same batches.
+the vocabulary has at most 65,536 ids, else uint32. Training reads them through `numpy.memmap`,
+so a corpus larger than memory costs only the windows it samples. A batch is `batch_size`
+windows of n_ctx + 1 tokens starting at random offsets ("randomly sampled, contiguous
+sequences", as GPT-1); it is a pure function of (seed, index), so the sampler's whole state is
+one integer and a resumed run draws the very same batches. `prepare_tokens` writes the files
+once and caches them under what the text *is* (its size and SHA-256) and the tokenizer, so a
+corpus downloaded again (a fresh Colab runtime) reuses them.
 """
 
 import errno
@@ -39,6 +38,54 @@ class DataError(ValueError):
 def token_dtype(vocab_size: int) -> np.dtype:
     """The narrowest unsigned integer type that holds every id of a vocabulary."""
     return np.dtype(np.uint16) if vocab_size <= 2**16 else np.dtype(np.uint32)
+
+
+@dataclass(frozen=True)
+class TokenFiles:
+    """The token-id files of one corpus under one tokenizer."""
+
+    train: Path
+    val: Path
+    dtype: str
+    vocab_size: int
+
+    def windows(self, split: str, n_ctx: int, batch_size: int, seed: int) -> "Windows":
+        """The batch sampler of the 'train' or 'val' split."""
+        path = {"train": self.train, "val": self.val}[split]
+        name = "training" if split == "train" else "validation"
+        return Windows(path, self.dtype, n_ctx, batch_size, seed, name=name)
+
+
+class Windows:
+    """Batches of `batch_size` random windows of n_ctx + 1 tokens from one token file.
+
+    `batch(index)` is a pure function of (seed, index): the sampler keeps no state, so the
+    batches of a resumed run are the ones the uninterrupted run would have drawn, and
+    data-parallel processes can each take their own indices.
+    """
+
+    def __init__(
+        self, path, dtype: str, n_ctx: int, batch_size: int, seed: int, name: str = "training"
+    ):
+        size = Path(path).stat().st_size // np.dtype(dtype).itemsize
+        if size < n_ctx + 1:
+            raise DataError(
+                f"the {name} split has {size} tokens, fewer than one window of n_ctx + 1 = "
+                f"{n_ctx + 1}: lower n_ctx, change val_fraction, or use a longer corpus"
+            )
+        self.tokens = np.memmap(path, dtype=dtype, mode="r")
+        self.n_ctx, self.batch_size, self.seed = n_ctx, batch_size, seed
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs, targets), both (batch_size, n_ctx) int64; targets are inputs shifted by one."""
+        rng = np.random.default_rng((self.seed, index))
+        starts = rng.integers(0, len(self.tokens) - self.n_ctx, size=self.batch_size)
+        rows = np.stack([self.tokens[s : s + self.n_ctx + 1] for s in starts]).astype(np.int64)
+        rows = torch.from_numpy(rows)
+        return rows[:, :-1].contiguous(), rows[:, 1:].contiguous()
 
 
 def corpus_files(dataset: str) -> tuple[Path, Path | None]:
@@ -68,22 +115,6 @@ def _non_empty(path: Path) -> Path:
     if path.stat().st_size == 0:
         raise DataError(f"corpus file {path} is empty: give a text with some content")
     return path
-
-
-@dataclass(frozen=True)
-class TokenFiles:
-    """The token-id files of one corpus under one tokenizer."""
-
-    train: Path
-    val: Path
-    dtype: str
-    vocab_size: int
-
-    def windows(self, split: str, n_ctx: int, batch_size: int, seed: int) -> "Windows":
-        """The batch sampler of the 'train' or 'val' split."""
-        path = {"train": self.train, "val": self.val}[split]
-        name = "training" if split == "train" else "validation"
-        return Windows(path, self.dtype, n_ctx, batch_size, seed, name=name)
 
 
 def _line_start_at_or_after(path: Path, offset: int) -> int:
@@ -300,35 +331,3 @@ def prepare_tokens(
     if removed and progress:
         print(f"removed {len(removed)} token file(s) of an earlier text of {dataset} from {folder}")
     return files
-
-
-class Windows:
-    """Batches of `batch_size` random windows of n_ctx + 1 tokens from one token file.
-
-    `batch(index)` is a pure function of (seed, index): the sampler keeps no state, so the
-    batches of a resumed run are the ones the uninterrupted run would have drawn, and
-    data-parallel processes can each take their own indices.
-    """
-
-    def __init__(
-        self, path, dtype: str, n_ctx: int, batch_size: int, seed: int, name: str = "training"
-    ):
-        size = Path(path).stat().st_size // np.dtype(dtype).itemsize
-        if size < n_ctx + 1:
-            raise DataError(
-                f"the {name} split has {size} tokens, fewer than one window of n_ctx + 1 = "
-                f"{n_ctx + 1}: lower n_ctx, change val_fraction, or use a longer corpus"
-            )
-        self.tokens = np.memmap(path, dtype=dtype, mode="r")
-        self.n_ctx, self.batch_size, self.seed = n_ctx, batch_size, seed
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-    def batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(inputs, targets), both (batch_size, n_ctx) int64; targets are inputs shifted by one."""
-        rng = np.random.default_rng((self.seed, index))
-        starts = rng.integers(0, len(self.tokens) - self.n_ctx, size=self.batch_size)
-        rows = np.stack([self.tokens[s : s + self.n_ctx + 1] for s in starts]).astype(np.int64)
-        rows = torch.from_numpy(rows)
-        return rows[:, :-1].contiguous(), rows[:, 1:].contiguous()

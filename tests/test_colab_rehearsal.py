@@ -1,6 +1,6 @@
 """A Colab session of the GPU chapter, rehearsed on CPU: install, Drive, a disconnect, a resume.
 
-Chapter 07 runs as Colab runs it, changing only what cannot be reached from here:
+Chapter 08 runs as Colab runs it, changing only what cannot be reached from here:
 
 - a fresh, empty folder is the runtime's disk (`/content`, the kernel's working directory);
 - `tests/colab_stub` stands in for `google.colab` (Drive is a folder that outlives each
@@ -43,7 +43,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOK = ROOT / "notebooks" / "07_train_gpt1.ipynb"
+NOTEBOOK = ROOT / "notebooks" / "08_train_gpt1.ipynb"
 STUB = ROOT / "tests" / "colab_stub"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 REPO_URL = PYPROJECT["project"]["urls"]["Repository"]
@@ -281,7 +281,7 @@ def test_losses_after_the_resume_equal_an_uninterrupted_run(rehearsal, sessions,
 
 def test_drive_holds_what_the_reader_takes_away_and_is_flushed_at_the_end(rehearsal, sessions):
     home = rehearsal.drive / "MyDrive/gpt1-from-scratch"
-    assert (home / "figures" / "07_curves_t4.png").is_file()
+    assert (home / "figures" / "08_curves_t4.png").is_file()
     assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= {
         p.name for p in (sessions["run"] / "hf").iterdir()
     }
@@ -305,4 +305,4 @@ def test_a_declined_drive_mount_says_what_it_means_and_the_run_stays_on_local_di
     assert len(offered) == 1 and Path(offered[0]["path"]) == content / "gpt1-t4-gpt1.zip"
     with zipfile.ZipFile(offered[0]["path"]) as zf:
         names = set(zf.namelist())
-    assert {"gpt1-t4-gpt1/07_curves_t4.png", "gpt1-t4-gpt1/hf/config.json"} <= names
+    assert {"gpt1-t4-gpt1/08_curves_t4.png", "gpt1-t4-gpt1/hf/config.json"} <= names

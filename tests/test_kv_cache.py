@@ -1,4 +1,4 @@
-"""Chapter 06, section 9: the fast decoding path (`Decoder`, `DecodeLinear`) gives the logits of
+"""Chapter 07, section 9: the fast decoding path (`Decoder`, `DecodeLinear`) gives the logits of
 the full forward pass and the same greedy tokens as no cache and as `transformers`."""
 
 from __future__ import annotations

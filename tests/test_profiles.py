@@ -13,7 +13,7 @@ import torch
 from gpt1_lib.profiles import detect_profile
 
 ROOT = Path(__file__).resolve().parent.parent
-GPU_CHAPTER = "07_train_gpt1.ipynb"
+GPU_CHAPTER = "08_train_gpt1.ipynb"
 
 
 def fake_gpu(monkeypatch, name: str, capability: tuple[int, int]) -> None:

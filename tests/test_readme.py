@@ -78,5 +78,5 @@ def test_every_notebook_names_its_kernel_and_the_gpu_chapter_asks_colab_for_a_gp
     for name in NOTEBOOKS:
         metadata = json.loads((ROOT / "notebooks" / name).read_text())["metadata"]
         assert metadata.get("kernelspec", {}).get("name") == "python3", name
-    gpu = json.loads((ROOT / "notebooks" / "07_train_gpt1.ipynb").read_text())["metadata"]
+    gpu = json.loads((ROOT / "notebooks" / "08_train_gpt1.ipynb").read_text())["metadata"]
     assert gpu["accelerator"] == "GPU" and gpu["colab"]["gpuType"] == "T4"

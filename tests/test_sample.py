@@ -1,4 +1,4 @@
-"""Chapter 06: sampling filters, the KV cache (exactly equal to no cache), generate, stream,
+"""Chapter 07: sampling filters, the KV cache (exactly equal to no cache), generate, stream,
 perplexity, the sample command line, and checkpoints that bring GPT-1's tokenizer (no
 end-of-text token)."""
 

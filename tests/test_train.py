@@ -1,4 +1,4 @@
-"""Chapter 05's training pieces: config, optimiser, schedule, precision, checkpoints, the loop
+"""Chapters 05 and 06's training pieces: config, optimiser, schedule, precision, checkpoints, the loop
 and the command line, including every kind of bad input the issue lists."""
 
 from __future__ import annotations
@@ -525,3 +525,20 @@ def test_a_run_directory_takes_one_trainer_at_a_time(capsys, corpus, work_dir, t
                  "--no-progress", "--overwrite"]) == 0  # fmt: skip
     assert [r["train_loss"] for r in read_metrics(tmp_path)] == [r["train_loss"] for r in first]
     assert not list(tmp_path.glob("*.corrupt")) and not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_finished_run_trains_on_when_resumed_with_a_larger_max_steps(corpus, work_dir, tmp_path):
+    """Chapter 06's "train for N more minutes": `--resume --set max_steps=...` continues a finished
+    run from its checkpoint, with the cosine recomputed for the new length."""
+    out = tmp_path / "run"
+    config = tiny_config(corpus, max_steps=6, ckpt_interval=3, eval_interval=3)
+    train(config, out, progress=False, work_dir=work_dir)
+    before = read_metrics(out)
+    summary = train(None, out, resume=True, progress=False, work_dir=work_dir, overrides=["max_steps=10"])
+    after = read_metrics(out)
+    assert summary["resumed_from"] == 6 and summary["steps"] == 10
+    assert after[:6] == before and [r["step"] for r in after] == list(range(1, 11))
+    assert after[6]["lr"] == lr_at(6, config["lr"], config["warmup_steps"], 10) > 0  # the new cosine
+    assert read_checkpoint(out / LAST)["config"]["max_steps"] == 10
+    with pytest.raises(ConfigError, match="dropout"):  # what is computed may still not change
+        train(None, out, resume=True, progress=False, work_dir=work_dir, overrides=["max_steps=12", "dropout=0.2"])

@@ -1,4 +1,4 @@
-"""Chapter 06, exercise 4: compute perplexity by hand from the logits, and match the library.
+"""Chapter 07, exercise 4: compute perplexity by hand from the logits, and match the library.
 
 Perplexity is exp(mean over tokens of -log p(token | the tokens before it)). By hand: for each
 token j >= 1, run the model on the (at most n_ctx) tokens before it, take the log-softmax of the

@@ -1,4 +1,4 @@
-"""Chapter 06, exercise 2: write min-p sampling and check what it keeps.
+"""Chapter 07, exercise 2: write min-p sampling and check what it keeps.
 
 Min-p (Nguyen et al., 2024) keeps every token whose probability is at least `min_p` times the
 most likely token's, then renormalises. Like top-p it adapts to how sure the model is, but it

@@ -1,4 +1,4 @@
-"""Chapter 06, exercise 1: predict the size of GPT-1's KV cache, then check.
+"""Chapter 07, exercise 1: predict the size of GPT-1's KV cache, then check.
 
 Each layer keeps one key and one value per position and head: n_head * head_dim = n_embd
 numbers each. For GPT-1's shape (12 layers of 768, context 512) one sequence's full cache holds

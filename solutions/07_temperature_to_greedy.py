@@ -1,4 +1,4 @@
-"""Chapter 06, exercise 3: show that sampling at temperature T -> 0 becomes greedy decoding.
+"""Chapter 07, exercise 3: show that sampling at temperature T -> 0 becomes greedy decoding.
 
 At temperature T the top token's probability is at least 1 / (1 + (V - 1) e^(-gap / T)), where
 `gap` is how far its logit leads the runner-up's. So "small" T is relative: T must be small
