@@ -53,7 +53,7 @@ from gpt1_lib.run_dir import (
     append_metrics,
     check_same_run,
     exclusive,
-    keep_metrics_until,  # fmt: skip
+    keep_metrics_until,
     read_metrics,
     resume_point,
     tensorboard_writer,
