@@ -89,12 +89,18 @@ class GPTConfig:
         return self.n_embd // self.n_head
 
 
-def check_hidden_states(x: torch.Tensor, n_embd: int) -> None:
-    """Raise a clear error unless x is a (batch, time, n_embd) tensor of hidden states."""
+def check_hidden_states(x: torch.Tensor, n_embd: int, n_ctx: int | None = None) -> None:
+    """Raise a clear error unless x is a (batch, time, n_embd) tensor of hidden states (and,
+    given n_ctx, of at most n_ctx positions)."""
     if x.dim() != 3 or x.size(-1) != n_embd:
         raise ValueError(
             f"expected hidden states of shape (batch, time, {n_embd}), got {tuple(x.shape)}: "
             "add a batch dimension with x.unsqueeze(0) for a single sequence"
+        )
+    if n_ctx is not None and x.size(1) > n_ctx:
+        raise ValueError(
+            f"sequence of {x.size(1)} positions is longer than n_ctx={n_ctx}: "
+            f"crop it to its last {n_ctx} positions"
         )
 
 
@@ -153,12 +159,7 @@ class CausalSelfAttention(nn.Module):
         kv_cache: optional object with `update(k, v) -> (k_all, v_all)` holding the keys and
         values of earlier positions (chapter 07); x then holds the T newest positions.
         """
-        check_hidden_states(x, self.n_embd)
-        if x.size(1) > self.n_ctx:
-            raise ValueError(
-                f"sequence of {x.size(1)} positions is longer than n_ctx={self.n_ctx}: "
-                f"crop it to its last {self.n_ctx} positions"
-            )
+        check_hidden_states(x, self.n_embd, self.n_ctx)
         q, k, v = (self.split_heads(t) for t in self.c_attn(x).split(self.n_embd, dim=-1))
         if kv_cache is not None:
             k, v = kv_cache.update(k, v)

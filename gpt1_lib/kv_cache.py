@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gpt1_lib.model import GPT, GPTConfig
+from gpt1_lib.model import GPT, GPTConfig, add_to_class
 
 
 class LayerKVCache:
@@ -159,31 +159,33 @@ class Decoder:
         self.cache.reset()
         return self.model(idx, kv_cache=self.cache)[0][:, -1]
 
-    def step(self, token: torch.Tensor) -> torch.Tensor:
-        """Append token (B, 1) after the cached positions; returns its logits (B, V)."""
-        model, B, pos = self.model, self.batch_size, self.cache.length
-        if pos >= model.config.n_ctx:
-            raise ValueError(f"the cache is full ({pos} positions): prefill the last n_ctx tokens")
-        if model.training:  # dropout lives in the modules' forward
-            return model(token, kv_cache=self.cache)[0][:, -1]
-        x = model.tokens_embed.weight[token.view(B)] + model.positions_embed.weight[pos]
-        n_head, head_dim = self.n_head, self.head_dim
-        for block, layer, (c_attn, c_proj, c_fc, mlp_proj) in self.blocks:
-            qkv = c_attn(block.ln_1(x) if block.pre_ln else x).reshape(B, 3, n_head, head_dim)
-            layer.k[:, :, pos] = qkv[:, 1]  # in place, into the preallocated buffers
-            layer.v[:, :, pos] = qkv[:, 2]
-            keys = layer.k.flatten(0, 1)[:, : pos + 1]  # (B * n_head, pos + 1, head_dim)
-            values = layer.v.flatten(0, 1)[:, : pos + 1]
-            q = qkv[:, 0].reshape(B * n_head, 1, head_dim)
-            weights = (torch.bmm(q, keys.transpose(1, 2)) * self.scale).softmax(dim=-1)
-            attn = c_proj(torch.bmm(weights, values).view(B, -1))
-            gelu = block.mlp.approximate
-            if block.pre_ln:
-                x = x + attn
-                x = x + mlp_proj(F.gelu(c_fc(block.ln_2(x)), approximate=gelu))
-            else:
-                x = block.ln_1(x + attn)
-                x = block.ln_2(x + mlp_proj(F.gelu(c_fc(x), approximate=gelu)))
-        for layer in self.cache.layers:
-            layer.length = pos + 1
-        return self.head(model.ln_f(x))
+
+@add_to_class(Decoder)
+def step(self, token: torch.Tensor) -> torch.Tensor:
+    """Append token (B, 1) after the cached positions; returns its logits (B, V)."""
+    model, B, pos = self.model, self.batch_size, self.cache.length
+    if pos >= model.config.n_ctx:
+        raise ValueError(f"the cache is full ({pos} positions): prefill the last n_ctx tokens")
+    if model.training:  # dropout lives in the modules' forward
+        return model(token, kv_cache=self.cache)[0][:, -1]
+    x = model.tokens_embed.weight[token.view(B)] + model.positions_embed.weight[pos]
+    n_head, head_dim = self.n_head, self.head_dim
+    for block, layer, (c_attn, c_proj, c_fc, mlp_proj) in self.blocks:
+        qkv = c_attn(block.ln_1(x) if block.pre_ln else x).reshape(B, 3, n_head, head_dim)
+        layer.k[:, :, pos] = qkv[:, 1]  # in place, into the preallocated buffers
+        layer.v[:, :, pos] = qkv[:, 2]
+        keys = layer.k.flatten(0, 1)[:, : pos + 1]  # (B * n_head, pos + 1, head_dim)
+        values = layer.v.flatten(0, 1)[:, : pos + 1]
+        q = qkv[:, 0].reshape(B * n_head, 1, head_dim)
+        weights = (torch.bmm(q, keys.transpose(1, 2)) * self.scale).softmax(dim=-1)
+        attn = c_proj(torch.bmm(weights, values).view(B, -1))
+        gelu = block.mlp.approximate
+        if block.pre_ln:
+            x = x + attn
+            x = x + mlp_proj(F.gelu(c_fc(block.ln_2(x)), approximate=gelu))
+        else:
+            x = block.ln_1(x + attn)
+            x = block.ln_2(x + mlp_proj(F.gelu(c_fc(x), approximate=gelu)))
+    for layer in self.cache.layers:
+        layer.length = pos + 1
+    return self.head(model.ln_f(x))
