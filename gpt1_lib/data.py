@@ -29,6 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from gpt1_lib.corpus import CORPORA, fetch, sha256_of, splits
+from gpt1_lib.tokenizer import write_text_atomically
 
 
 class DataError(ValueError):
@@ -178,9 +179,7 @@ def _read_json(path: Path) -> dict:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)  # whole or absent, never half-written
+    write_text_atomically(path, json.dumps(data))  # chapter 01: whole or absent
 
 
 def content_id(path: Path, pinned_sha256: str | None = None, memo_dir: Path | None = None) -> str:

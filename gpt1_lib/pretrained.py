@@ -22,7 +22,7 @@ import torch
 from tokenizers import Tokenizer
 
 from gpt1_lib.attention import GPTConfig
-from gpt1_lib.tokenizer import save_tokenizer
+from gpt1_lib.tokenizer import save_tokenizer, write_text_atomically
 
 HUB_ALIASES = {"openai-gpt": "openai-community/openai-gpt"}
 CONV1D_WEIGHTS = (
@@ -273,9 +273,7 @@ def write_hf_tokenizer(
         "special_tokens_map.json": json.dumps(roles, indent=2) + "\n",
     }
     for name, text in texts.items():  # each file whole or not at all
-        tmp = directory / f".{name}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, directory / name)
+        write_text_atomically(directory / name, text)
     return directory
 
 

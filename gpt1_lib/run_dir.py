@@ -21,6 +21,7 @@ from typing import Any
 from gpt1_lib.checkpoint import BEST, LAST, CheckpointError, latest_checkpoint
 from gpt1_lib.config import ConfigError, config_differences
 from gpt1_lib.distributed import Processes
+from gpt1_lib.tokenizer import write_text_atomically
 
 METRICS = "metrics.jsonl"
 
@@ -45,9 +46,7 @@ def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
 def keep_metrics_until(run_dir: Path, step: int) -> None:
     """Drop the records logged after `step` (they are redone exactly on resume)."""
     kept = [r for r in read_metrics(run_dir) if r["step"] <= step]
-    tmp = run_dir / (METRICS + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-    os.replace(tmp, run_dir / METRICS)
+    write_text_atomically(run_dir / METRICS, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 RUN_FILES = (LAST, BEST, METRICS, "config.yaml", "tokenizer.json")

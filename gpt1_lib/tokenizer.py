@@ -15,7 +15,7 @@ import hashlib
 import os
 import tempfile
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from tokenizers import (
@@ -113,17 +113,28 @@ def decode(tokenizer: Tokenizer, ids) -> str:
     return tokenizer.decode(ids, skip_special_tokens=False)
 
 
-def save_tokenizer(tokenizer: Tokenizer, path: str | os.PathLike) -> None:
-    """Write the tokenizer as JSON atomically: a crash never leaves a half-written file."""
+def write_atomically(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+    """Call write(tmp_path), then rename the file over `path`: a crash never leaves a
+    half-written file under the name (the rename is atomic within a directory)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        tokenizer.save(tmp_name)
+        write(tmp_name)
         os.replace(tmp_name, path)
     finally:
         Path(tmp_name).unlink(missing_ok=True)
+
+
+def write_text_atomically(path: str | os.PathLike, text: str) -> None:
+    """Write a UTF-8 text file whole or not at all."""
+    write_atomically(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def save_tokenizer(tokenizer: Tokenizer, path: str | os.PathLike) -> None:
+    """Write the tokenizer as JSON atomically: a crash never leaves a half-written file."""
+    write_atomically(path, tokenizer.save)
 
 
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
