@@ -55,7 +55,7 @@ from gpt1_lib.precision import (  # noqa: E402
     Precision,
     autocast,
     choose_precision,
-    flops_per_token,
+    model_flops_per_token,
     peak_flops,
 )
 from gpt1_lib.profiles import load_config  # noqa: E402
@@ -114,13 +114,6 @@ def mfu(tokens_per_s: float | None, flops_per_token: float, peak: float | None) 
     if not tokens_per_s or not peak:
         return None
     return tokens_per_s * flops_per_token / peak
-
-
-def model_flops_per_token(model: GPT) -> float:
-    """Training FLOPs per token as the trainer counts them (position embeddings are a lookup)."""
-    cfg = model.config
-    n_params = sum(p.numel() for p in model.parameters()) - model.positions_embed.weight.numel()
-    return flops_per_token(n_params, cfg.n_layer, cfg.n_ctx, cfg.n_embd)
 
 
 def _sync(device: torch.device) -> None:

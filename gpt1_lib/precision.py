@@ -110,3 +110,10 @@ def peak_flops(device_name: str) -> float | None:
 def flops_per_token(n_params: int, n_layer: int, n_ctx: int, n_embd: int) -> float:
     """Training FLOPs per token: 6 per weight (forward 2, backward 4) plus attention's scores."""
     return 6 * n_params + 12 * n_layer * n_ctx * n_embd
+
+
+def model_flops_per_token(model) -> float:
+    """Training FLOPs per token of a GPT (position embeddings are a lookup, not a product)."""
+    cfg = model.config
+    n_params = sum(p.numel() for p in model.parameters()) - model.positions_embed.weight.numel()
+    return flops_per_token(n_params, cfg.n_layer, cfg.n_ctx, cfg.n_embd)

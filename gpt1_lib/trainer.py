@@ -43,7 +43,7 @@ from gpt1_lib.optim import lr_at, make_optimizer
 from gpt1_lib.precision import (
     autocast,
     choose_precision,
-    flops_per_token,
+    model_flops_per_token,
     peak_flops,
     resolve_device,
 )
@@ -153,10 +153,7 @@ def build(self) -> None:
     if self.procs.world > 1:
         ids = [self.device.index] if self.device.type == "cuda" else None
         self.model = DistributedDataParallel(self.eval_model, device_ids=ids)
-    n_params = (
-        sum(p.numel() for p in self.raw.parameters()) - self.raw.positions_embed.weight.numel()
-    )
-    self.flops_per_token = flops_per_token(n_params, cfg["n_layer"], cfg["n_ctx"], cfg["n_embd"])
+    self.flops_per_token = model_flops_per_token(self.raw)
     self.peak = (
         peak_flops(torch.cuda.get_device_name(self.device)) if self.device.type == "cuda" else None
     )

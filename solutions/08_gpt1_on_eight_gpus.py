@@ -12,14 +12,15 @@ a month on eight GPUs of 2018.
 import torch
 
 from gpt1_lib.model import GPT, model_config
-from gpt1_lib.precision import flops_per_token, peak_flops
+from gpt1_lib.precision import model_flops_per_token, peak_flops
 from gpt1_lib.profiles import load_config
 
 cfg = load_config("gpt1")
 shape = model_config(cfg)
 with torch.device("meta"):  # shapes only
-    n = sum(p.numel() for p in GPT(shape).parameters())
-per_token = flops_per_token(n - shape.n_ctx * shape.n_embd, shape.n_layer, shape.n_ctx, shape.n_embd)
+    model = GPT(shape)
+n = sum(p.numel() for p in model.parameters())
+per_token = model_flops_per_token(model)
 tokens = cfg["batch_size"] * cfg["grad_accum"] * cfg["n_ctx"] * cfg["max_steps"]
 total = per_token * tokens
 eight_a100 = 8 * peak_flops("NVIDIA A100-SXM4-40GB") * 0.40

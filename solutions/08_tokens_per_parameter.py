@@ -11,17 +11,18 @@ at 30-15 % MFU, many Colab sessions, which is why the chapter's run is a short o
 import torch
 
 from gpt1_lib.model import GPT, model_config
-from gpt1_lib.precision import flops_per_token, peak_flops
+from gpt1_lib.precision import model_flops_per_token, peak_flops
 from gpt1_lib.profiles import load_config
 
 cfg = load_config("t4")
 shape = model_config(cfg)
 with torch.device("meta"):
-    n = sum(p.numel() for p in GPT(shape).parameters())
+    model = GPT(shape)
+n = sum(p.numel() for p in model.parameters())
 per_update = cfg["batch_size"] * cfg["grad_accum"] * cfg["n_ctx"]
 ratio = per_update * cfg["max_steps"] / n
 updates = round(20 * n / per_update)
-per_token = flops_per_token(n - shape.n_ctx * shape.n_embd, shape.n_layer, shape.n_ctx, shape.n_embd)
+per_token = model_flops_per_token(model)
 hours = [20 * n * per_token / (peak_flops("Tesla T4") * mfu) / 3600 for mfu in (0.30, 0.15)]
 print(f"t4 run: {ratio:.2f} tokens per parameter; 20 per parameter: {updates:,} updates, "
       f"{20 * n / 1e9:.2f}B tokens, {hours[0]:.0f}-{hours[1]:.0f} h on a T4")
