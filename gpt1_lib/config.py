@@ -43,6 +43,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "eval_interval": 250,  # updates between validation losses
     "eval_iters": 20,  # validation batches per evaluation
     "ckpt_interval": 250,  # updates between checkpoints
+    "keep_every": 0,  # also keep the weights of every this-many-th update (0: none; chapter 09)
     "log_interval": 10,  # updates between lines of metrics.jsonl
     "seed": 1337,
     "device": "auto",  # auto, cpu, cuda or cuda:N
@@ -68,6 +69,7 @@ RESUMABLE_CHANGES = frozenset(
         "log_interval",
         "tensorboard",
         "max_steps",
+        "keep_every",
     }
 )
 
@@ -150,6 +152,7 @@ def validate(config: Mapping[str, Any]) -> dict[str, Any]:
         cfg[key] = _int(key, cfg[key], 1)
     cfg["warmup_steps"] = _int("warmup_steps", cfg["warmup_steps"], 0)
     cfg["seed"] = _int("seed", cfg["seed"], 0)
+    cfg["keep_every"] = _int("keep_every", cfg["keep_every"], 0)
     if cfg["tokenizer_sample_bytes"] is not None:
         cfg["tokenizer_sample_bytes"] = _int(
             "tokenizer_sample_bytes", cfg["tokenizer_sample_bytes"], 1

@@ -341,6 +341,8 @@ def _fit(self, resume: bool, until: int | None, overwrite: bool) -> dict[str, An
                 self.save([LAST, BEST])
             elif self.step % cfg["ckpt_interval"] == 0 or self.step == end:
                 self.save([LAST])
+            if cfg["keep_every"] and self.step % cfg["keep_every"] == 0:  # lean, for chapter 09
+                self.save([f"ckpt_step_{self.step:06d}.pt"])
     finally:
         self.bar.close()
         self.bar = None
