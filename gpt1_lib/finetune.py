@@ -347,6 +347,10 @@ def prepare(gpt: GPT, tokenizer: Tokenizer, task: Task, cfg: dict[str, Any]
     model = FineTuneModel(fresh, task.kind, task.n_classes, cfg["clf_dropout"]).to(device_of(gpt))
     data = encode_task(task, tokenizer, fresh.config.n_ctx, special, cfg["truncate"])
     check_batch_size(len(data["train"]), cfg["batch_size"])
+    if not len(data["valid"]) or not len(data["test"]):
+        raise FineTuneError(f"{task.name} needs examples in its valid and test splits (GPT-1 kept "
+                            "the best validation epoch): add rows with split valid/test, or "
+                            "leave the split field out to split automatically")  # fmt: skip
     for split, encoded in data.items():
         if (
             len(encoded)

@@ -779,3 +779,10 @@ def test_zero_shot_gives_an_accuracy(tokenizer, kind):
     assert 0.0 <= acc <= 1.0
     if kind == "classification":  # the threshold fits the train split; on it, at least chance
         assert zero_shot(tiny_gpt(0), tokenizer, task, "train") >= 0.5
+
+
+def test_a_task_without_valid_or_test_examples_is_refused_before_training(tokenizer):
+    task = word_task(8, 4)
+    empty = Task(task.name, task.kind, task.labels, {**task.splits, "valid": []}, task.description)
+    with pytest.raises(FineTuneError, match="needs examples in its valid and test splits"):
+        prepare(tiny_gpt(0), tokenizer, empty, finetune_config({"batch_size": 4}))
