@@ -74,9 +74,13 @@ RESUMABLE_CHANGES = frozenset(
 )
 
 
-def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+def config_differences(
+    saved: Mapping[str, Any],
+    current: Mapping[str, Any],
+    may_change: Iterable[str] = RESUMABLE_CHANGES,
+) -> list[str]:
     """Keys whose values differ between two configs, ignoring those that may change on resume."""
-    keys = (set(saved) | set(current)) - RESUMABLE_CHANGES
+    keys = (set(saved) | set(current)) - set(may_change)
     return sorted(k for k in keys if saved.get(k) != current.get(k))
 
 

@@ -24,7 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from gpt1_lib.checkpoint import CheckpointError, atomic_save, capture_rng, load_model, restore_rng
-from gpt1_lib.config import ConfigError, _bool, _float, _int, parse_overrides
+from gpt1_lib.config import ConfigError, _bool, _float, _int, config_differences, parse_overrides
 from gpt1_lib.corpus import fetch, fetch_release
 from gpt1_lib.distributed import Processes
 from gpt1_lib.model import GPT, add_to_class, init_weights
@@ -196,13 +196,9 @@ class FineTuneModel(nn.Module):
         init_weights(self.head)  # N(0, 0.02), bias 0
 
     def hidden(self, idx: torch.Tensor) -> torch.Tensor:
-        """(N, T) ids -> (N, T, n_embd) final hidden states: GPT.forward without its head."""
-        gpt = self.transformer
-        pos = torch.arange(idx.size(1), device=idx.device)
-        x = gpt.drop(gpt.tokens_embed(idx) + gpt.positions_embed(pos))
-        for block in gpt.h:
-            x = block(x)
-        return gpt.ln_f(x)
+        """(N, T) ids -> (N, T, n_embd) final hidden states: `GPT.hidden`, the model without
+        its LM head (chapter 04)."""
+        return self.transformer.hidden(idx)
 
 
 def lm_loss(logits: torch.Tensor, idx: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -562,7 +558,7 @@ def start_or_resume(out_dir: Path, model: FineTuneModel, optimizer: torch.optim.
         raise FineTuneError(f"{out_dir} already holds a fine-tuning run: pass --resume to go on "
                             "with it, or choose another --out-dir")  # fmt: skip
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    changed = [k for k in cfg if k not in RESUMABLE and ckpt["config"].get(k) != cfg[k]]
+    changed = config_differences(ckpt["config"], cfg, RESUMABLE)
     if changed:
         raise FineTuneError(f"{path} was fine-tuned with other values of {', '.join(changed)}: "
                             "resume with the same settings, or choose another --out-dir")  # fmt: skip
@@ -700,14 +696,12 @@ def hf_config(model: FineTuneModel, tokenizer: Tokenizer,
 def hf_tensors(model: FineTuneModel) -> dict[str, torch.Tensor]:
     """The weights of `hf_config`'s class: chapter 04's OpenAIGPT tensors (GPT-2's names for a
     pre-LN model) and the head; a classifier's bias is folded into the last LayerNorm's bias."""
-    from gpt1_lib.pretrained import state_dict_to_hf
+    from gpt1_lib.pretrained import GPT2_RENAMES, state_dict_to_hf
 
     gpt, n = model.transformer, model.transformer.config.n_layer
     tensors = state_dict_to_hf(gpt.state_dict())  # cpu float32, Conv1D weights transposed
-    if gpt.config.pre_ln:
-        renames = {"transformer.tokens_embed.": "transformer.wte.",
-                   "transformer.positions_embed.": "transformer.wpe."}  # fmt: skip
-        for old, new in renames.items():
+    if gpt.config.pre_ln:  # chapter 04's GPT-2 names, the other way round
+        for new, old in GPT2_RENAMES.items():
             for key in [k for k in tensors if k.startswith(old)]:
                 tensors[new + key.removeprefix(old)] = tensors.pop(key)
     head = model.head

@@ -94,6 +94,19 @@ class GPT(nn.Module):
 
 
 @add_to_class(GPT)
+def hidden(self, idx: torch.Tensor, kv_cache: Any = None) -> torch.Tensor:
+    """idx (B, T) token ids -> (B, T, n_embd) final hidden states: the model without its LM
+    head (chapter 09's classifiers read them). kv_cache: as in `forward`."""
+    past = 0 if kv_cache is None else kv_cache.length
+    self._check_input(idx, past)
+    pos = torch.arange(past, past + idx.size(1), device=idx.device)
+    x = self.drop(self.tokens_embed(idx) + self.positions_embed(pos))
+    for i, block in enumerate(self.h):
+        x = block(x, None if kv_cache is None else kv_cache[i])
+    return self.ln_f(x)
+
+
+@add_to_class(GPT)
 def forward(
     self, idx: torch.Tensor, targets: torch.Tensor | None = None, kv_cache: Any = None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -102,13 +115,7 @@ def forward(
     targets (B, T): the next token of each position; -100 marks positions to ignore.
     kv_cache: per-layer caches (indexable, `.length` = positions already cached).
     """
-    past = 0 if kv_cache is None else kv_cache.length
-    self._check_input(idx, past)
-    pos = torch.arange(past, past + idx.size(1), device=idx.device)
-    x = self.drop(self.tokens_embed(idx) + self.positions_embed(pos))
-    for i, block in enumerate(self.h):
-        x = block(x, None if kv_cache is None else kv_cache[i])
-    logits = self.lm_head(self.ln_f(x))
+    logits = self.lm_head(self.hidden(idx, kv_cache))
     if targets is None:
         return logits, None
     if targets.shape != idx.shape:

@@ -12,6 +12,7 @@ import json
 
 import pytest
 import torch
+from training_helpers import story_tokenizer
 
 from gpt1_lib.finetune import (
     SPECIAL,
@@ -24,7 +25,7 @@ from gpt1_lib.finetune import (
 )
 from gpt1_lib.model import GPT, GPTConfig
 from gpt1_lib.tasks import Example
-from gpt1_lib.tokenizer import encode, train_tokenizer
+from gpt1_lib.tokenizer import encode
 
 transformers = pytest.importorskip("transformers")
 transformers.utils.logging.set_verbosity_error()
@@ -39,13 +40,7 @@ EXAMPLES = (
 
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory):
-    corpus = tmp_path_factory.mktemp("corpus") / "stories.txt"
-    story = "Once upon a time, there was a little {} named {}. It liked to play in the park.\n"
-    corpus.write_text(
-        "".join(story.format(a, n) for a in ("dog", "cat", "bird") for n in ("Max", "Lily", "Tom"))
-        * 20
-    )
-    return add_special_tokens(train_tokenizer(corpus, VOCAB), VOCAB)
+    return add_special_tokens(story_tokenizer(tmp_path_factory.mktemp("corpus"), VOCAB), VOCAB)
 
 
 def tiny(kind: str, n_classes: int, pre_ln: bool, seed: int = 0) -> FineTuneModel:

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from training_helpers import story_tokenizer
 
 from gpt1_lib import pretrained
 from gpt1_lib.model import GPT, GPTConfig
 from gpt1_lib.pretrained import TOKENIZER_FILES, push_to_hub, save_for_transformers
-from gpt1_lib.tokenizer import EOS_ID, PAD_ID, decode, encode, train_tokenizer
+from gpt1_lib.tokenizer import EOS_ID, PAD_ID, decode, encode
 
 transformers = pytest.importorskip("transformers")
 transformers.utils.logging.set_verbosity_error()
@@ -30,13 +31,7 @@ TEXTS = (
 
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory):
-    corpus = tmp_path_factory.mktemp("corpus") / "stories.txt"
-    story = "Once upon a time, there was a little {} named {}. It liked to play in the park.\n"
-    corpus.write_text(
-        "".join(story.format(a, n) for a in ("dog", "cat", "bird") for n in ("Max", "Lily", "Tom"))
-        * 20
-    )
-    return train_tokenizer(corpus, 300)
+    return story_tokenizer(tmp_path_factory.mktemp("corpus"), 300)
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,20 @@ WORDS = (
 ).split()
 
 
+def story_tokenizer(folder: Path, vocab_size: int = 300):
+    """A byte-level BPE trained on a few repeated short stories (the Hugging Face export tests
+    encode English sentences with it)."""
+    from gpt1_lib.tokenizer import train_tokenizer
+
+    corpus = folder / "stories.txt"
+    story = "Once upon a time, there was a little {} named {}. It liked to play in the park.\n"
+    corpus.write_text(
+        "".join(story.format(a, n) for a in ("dog", "cat", "bird") for n in ("Max", "Lily", "Tom"))
+        * 20
+    )
+    return train_tokenizer(corpus, vocab_size)
+
+
 def make_corpus(path: Path, n_lines: int = 3000, seed: int = 0) -> Path:
     """A deterministic text of short capitalised lines (about 25 bytes each)."""
     rng = random.Random(seed)
