@@ -1,6 +1,6 @@
 """Chapter 05, exercise 1: gradient accumulation with micro-batches of unequal size.
 
-Chapter 05 §6 split 16 sequences into four micro-batches of 4 and divided each micro-batch's
+Chapter 05 §7 split 16 sequences into four micro-batches of 4 and divided each micro-batch's
 mean loss by k = 4. Split 10 sequences into 4 + 6 instead. The big batch's loss is the mean over
 all 10 × n_ctx predictions, so micro-batch i must weigh its mean loss by its share of the
 predictions, n_i / N (here 0.4 and 0.6), not by 1/k: dividing by k = 2 over-weighs the small
