@@ -18,11 +18,12 @@ alike; the tables give the median of the rounds and their spread.
 
 The same run measures the memory bandwidth (a 256 MB tensor copy, counted as read + write)
 before each round. The ceiling is the speed at which generation would only read memory: per
-step every weight once (the tied LM head once) plus the cached keys and values, at the
-median bandwidth; share = measured tokens/s / ceiling tokens/s. Top-k and top-p sampling
-are timed against greedy decoding at batch 1.
+step every weight once (the tied LM head once) plus the cached keys and values. A round's
+share is its tokens/s over the ceiling at the bandwidth measured just before it (a shared
+machine's bandwidth moves between rounds); the tables give the median share and its range.
+Top-k and top-p sampling are timed against greedy decoding at batch 1, round by round.
 
-    python benchmarks/generate.py [--rounds 3] [--threads 2]
+    python benchmarks/generate.py [--rounds 5] [--threads 2]
 
 Writes benchmarks/results/generate.md.
 """
@@ -168,7 +169,7 @@ def time_rounds(runs, prompt, n_new, rounds, bandwidths=None):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--prompt-tokens", type=int, default=32)
     parser.add_argument("--new-tokens", type=int, default=192)
@@ -181,7 +182,7 @@ def main() -> None:
     models = build_models(args.seed)
     runs = contenders(models)
     load_before = os.getloadavg()
-    bandwidths: list[float] = []
+    bandwidths: dict[int, list[float]] = {}  # per batch size, one per round
     results, same = {}, {}
     for batch in args.batches:
         prompt = torch.randint(0, COURSE_SHAPE["vocab_size"], (batch, args.prompt_tokens),
@@ -191,7 +192,9 @@ def main() -> None:
             for name in group:
                 same[batch, name] = torch.equal(outputs[name], outputs[group[0]])
         print(f"batch {batch}:", flush=True)
-        results[batch] = time_rounds(runs, prompt, args.new_tokens, args.rounds, bandwidths)
+        bandwidths[batch] = []
+        results[batch] = time_rounds(runs, prompt, args.new_tokens, args.rounds,
+                                     bandwidths[batch])
     prompt = torch.randint(0, COURSE_SHAPE["vocab_size"], (1, args.prompt_tokens),
                            generator=torch.Generator().manual_seed(args.seed))
     print("sampling at batch 1:", flush=True)
@@ -200,7 +203,8 @@ def main() -> None:
     read_bw = read_bandwidth()
     load_after = os.getloadavg()
 
-    bandwidth = statistics.median(bandwidths)
+    every_bandwidth = [bw for values in bandwidths.values() for bw in values]
+    bandwidth = statistics.median(every_bandwidth)  # the headline figure
     lines = [
         "# Greedy generation against the memory-bandwidth ceiling",
         "",
@@ -211,49 +215,57 @@ def main() -> None:
         f"{args.new_tokens} new tokens, greedy, median of {args.rounds} alternating rounds.",
         "",
         f"Memory bandwidth, measured in the same run: {bandwidth / 1e9:.1f} GB/s (a 256 MB "
-        f"copy, read + write; {min(bandwidths) / 1e9:.1f} - {max(bandwidths) / 1e9:.1f} over "
-        f"{len(bandwidths)} rounds); reading alone (a sum) ran at {read_bw / 1e9:.1f} GB/s.",
+        f"copy, read + write; {min(every_bandwidth) / 1e9:.1f} - "
+        f"{max(every_bandwidth) / 1e9:.1f} over {len(every_bandwidth)} rounds); reading alone "
+        f"(a sum) ran at {read_bw / 1e9:.1f} GB/s.",
         "",
     ]
     spreads = []
     for batch, tokens_per_s in results.items():
         need = bytes_per_run(models["gpt1"], batch, args.prompt_tokens, args.new_tokens)
-        ceiling = batch * args.new_tokens * bandwidth / need
-        peer = statistics.median(tokens_per_s["transformers GPT-2 with its cache"])
+        per_token = need / (batch * args.new_tokens)  # bytes read per generated token
+        ceiling = statistics.median(bandwidths[batch]) / per_token
+        peer = tokens_per_s["transformers GPT-2 with its cache"]
         lines += [
-            f"**Batch {batch}**: at least {need / (batch * args.new_tokens) / 1e6:.2f} MB read "
-            f"per generated token (weights and KV cache) -> ceiling {ceiling:,.0f} tokens/s.",
+            f"**Batch {batch}**: at least {per_token / 1e6:.2f} MB read per generated token "
+            f"(weights and KV cache) -> ceiling {ceiling:,.0f} tokens/s at this batch's median "
+            "bandwidth.",
             "",
-            "| contender | tokens/s (median) | min - max | share of ceiling | vs transformers "
-            "GPT-2 (cached) | same tokens as its twin |",
+            "| contender | tokens/s (median) | min - max | share of ceiling (min - max) | vs "
+            "transformers GPT-2 (cached) | same tokens as its twin |",
             "|---|---:|---:|---:|---:|---|",
         ]
         for name, values in tokens_per_s.items():
             median = statistics.median(values)
             spreads.append((max(values) - min(values)) / median)
+            shares = [v * per_token / bw for v, bw in zip(values, bandwidths[batch])]
+            vs_peer = [v / p for v, p in zip(values, peer)]  # round by round
             lines.append(
                 f"| {name} | {median:,.0f} | {min(values):,.0f} - {max(values):,.0f} "
-                f"| {median / ceiling:.0%} | {median / peer:.2f}x "
+                f"| {statistics.median(shares):.0%} ({min(shares):.0%} - {max(shares):.0%}) "
+                f"| {statistics.median(vs_peer):.2f}x "
                 f"| {'yes' if same[batch, name] else 'NO'} |"
             )
         lines.append("")
-    greedy = statistics.median(sampling["decoder, greedy"])
+    greedy = sampling["decoder, greedy"]
     lines += [
-        "**Sampling cost** (batch 1, GPT-1 weights, temperature 1.0, per token against greedy in "
-        "the same rounds):",
+        "**Sampling cost** (batch 1, GPT-1 weights, temperature 1.0; time per token against "
+        "greedy in the same round, median and range over the rounds):",
         "",
-        "| | tokens/s (median) | min - max | time per token vs greedy |",
+        "| | tokens/s (median) | min - max | time per token vs greedy (min - max) |",
         "|---|---:|---:|---:|",
     ]
     for name, values in sampling.items():
-        median = statistics.median(values)
-        lines.append(f"| {name} | {median:,.0f} | {min(values):,.0f} - {max(values):,.0f} "
-                     f"| {greedy / median - 1:+.0%} |")
+        extra = [g / v - 1 for g, v in zip(greedy, values)]
+        lines.append(f"| {name} | {statistics.median(values):,.0f} | {min(values):,.0f} - "
+                     f"{max(values):,.0f} | {statistics.median(extra):+.0%} ({min(extra):+.0%} "
+                     f"- {max(extra):+.0%}) |")
     lines += [
         "",
         f"Load average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after, on "
         f"{os.cpu_count()} cores; the widest spread between rounds was {max(spreads):.0%} of a "
-        "median. Twins: the gpt1_lib decoder (GPT-1 weights) is the reference of the simple "
+        "median. Shares and ratios are taken round by round, then their median. Twins: the "
+        "gpt1_lib decoder (GPT-1 weights) is the reference of the simple "
         "cache, no cache and OpenAIGPT rows; the decoder on GPT-2 weights is the reference of "
         "transformers' GPT-2.",
     ]

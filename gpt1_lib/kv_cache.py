@@ -36,8 +36,8 @@ class LayerKVCache:
         dtype: torch.dtype | None = None,
     ) -> None:
         shape = (batch_size, n_head, max_len, head_dim)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.kv = torch.zeros((2, *shape), device=device, dtype=dtype)  # keys, then values
+        self.k, self.v = self.kv  # views of it: a decoder writes a position's pair in one copy
         self.length = 0
 
     def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,44 +104,57 @@ class KVCache:
 class DecodeLinear:
     """A linear layer's weight laid out for the matrix-vector products of decoding.
 
-    With one row and more outputs than inputs (q/k/v, the MLP's first layer, the LM head) the
-    weight is kept transposed, (in, out), so the product streams it; otherwise it stays
-    (out, in) and the product is W x^T, the faster form for a batch or a long input (both
-    measured on the book's CPU). The weight is a snapshot: make a new one after training.
+    One thread cannot pull a CPU's whole memory bandwidth, and torch runs a matrix-vector
+    product on one thread. So at batch 1 the outputs are cut into `parts` blocks (the CPU's
+    threads) and one batched product (`baddbmm`) gives each block to its own thread; a batch
+    (or a GPU) takes one block. A block is rows of the (out, in) weight, except for a matrix
+    far wider than tall at batch 1 (the LM head), whose columns of the transposed (in, out)
+    weight stream faster; all measured on the book's CPU. Rows are views of the model's weight.
     """
 
-    def __init__(self, linear: nn.Linear, batch_size: int) -> None:
+    def __init__(self, linear: nn.Linear, batch_size: int, parts: int | None = None) -> None:
         out_features, in_features = linear.weight.shape
-        self.rows = batch_size == 1 and in_features < out_features
         weight, bias = linear.weight.detach(), linear.bias
-        self.weight = weight.t().contiguous() if self.rows else weight
-        self.bias = None if bias is None else bias.detach() if self.rows else bias.detach()[:, None]
+        if parts is None:
+            on_cpu = batch_size == 1 and weight.device.type == "cpu"
+            parts = torch.get_num_threads() if on_cpu else 1
+        self.parts, self.out_features = math.gcd(parts, out_features), out_features
+        self.columns = batch_size == 1 and out_features >= 8 * in_features
+        if self.columns:  # (parts, in, out / parts)
+            self.weight = weight.t().reshape(in_features, self.parts, -1).transpose(0, 1)
+            self.weight = self.weight.contiguous()
+            bias_shape = (self.parts, 1, -1)
+        else:  # (parts, out / parts, in): a view, no copy
+            self.weight = weight.reshape(self.parts, -1, in_features)
+            bias_shape = (self.parts, -1, 1)
+        self.bias = None if bias is None else bias.detach().reshape(bias_shape)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, in) -> (B, out), equal to the nn.Linear's output up to rounding."""
-        if self.rows:
-            return x @ self.weight if self.bias is None else torch.addmm(self.bias, x, self.weight)
-        if self.bias is None:
-            return (self.weight @ x.t()).t()
-        return torch.addmm(self.bias, self.weight, x.t()).t()
+        if self.columns:  # x (1, in) times each (in, out / parts) block
+            a, b = x.expand(self.parts, -1, -1), self.weight
+        else:  # each (out / parts, in) block times x^T (in, B)
+            a, b = self.weight, x.t().expand(self.parts, -1, -1)
+        y = torch.bmm(a, b) if self.bias is None else torch.baddbmm(self.bias, a, b)
+        return y.view(1, -1) if x.size(0) == 1 else y.view(self.out_features, -1).t()
 
 
 class Decoder:
     """Incremental decoding over a preallocated KV cache, with a step made for one token.
 
-    `prefill(idx)` empties the cache and runs the model's own forward over idx (checked, with
-    the fused attention kernel); `step(token)` feeds one token per row through the blocks'
-    weights directly: no input checks and no host sync, the new key and value written in
-    place, attention as matmul-softmax-matmul over the cache, the weights in `DecodeLinear`
-    layout. Both return the logits of the last position (B, V). The model must stay unchanged
-    while a decoder uses it; in training mode `step` takes the model's forward (dropout).
+    `prefill(idx)` empties the cache and runs the model's own blocks over idx (checked, with
+    the fused attention kernel), and the LM head on the last position only; `step(token)`
+    feeds one token per row through the blocks' weights directly: no input checks and no
+    host sync, the new key and value written in place, one fused attention call without a
+    mask (the new token sees every cached position), the weights in `DecodeLinear` layout.
+    Both return the logits of the last position (B, V). The model must stay unchanged while
+    a decoder uses it; in training mode `step` takes the model's forward (dropout).
     """
 
     def __init__(self, model: GPT, batch_size: int) -> None:
         self.model, self.batch_size = model, batch_size
         self.cache = KVCache.for_model(model, batch_size)
         self.n_head, self.head_dim = model.config.n_head, model.config.head_dim
-        self.scale = 1.0 / math.sqrt(self.head_dim)
         self.blocks = [
             (block, layer, [DecodeLinear(linear, batch_size) for linear in (
                 block.attn.c_attn, block.attn.c_proj, block.mlp.c_fc, block.mlp.c_proj)])
@@ -157,7 +170,8 @@ class Decoder:
     def prefill(self, idx: torch.Tensor) -> torch.Tensor:
         """Start over from the tokens idx (B, T <= n_ctx); returns the last logits (B, V)."""
         self.cache.reset()
-        return self.model(idx, kv_cache=self.cache)[0][:, -1]
+        last = self.model.hidden(idx, kv_cache=self.cache)[:, -1]  # only it needs its logits
+        return self.model.lm_head(last) if self.model.training else self.head(last)
 
 
 @add_to_class(Decoder)
@@ -172,13 +186,10 @@ def step(self, token: torch.Tensor) -> torch.Tensor:
     n_head, head_dim = self.n_head, self.head_dim
     for block, layer, (c_attn, c_proj, c_fc, mlp_proj) in self.blocks:
         qkv = c_attn(block.ln_1(x) if block.pre_ln else x).reshape(B, 3, n_head, head_dim)
-        layer.k[:, :, pos] = qkv[:, 1]  # in place, into the preallocated buffers
-        layer.v[:, :, pos] = qkv[:, 2]
-        keys = layer.k.flatten(0, 1)[:, : pos + 1]  # (B * n_head, pos + 1, head_dim)
-        values = layer.v.flatten(0, 1)[:, : pos + 1]
-        q = qkv[:, 0].reshape(B * n_head, 1, head_dim)
-        weights = (torch.bmm(q, keys.transpose(1, 2)) * self.scale).softmax(dim=-1)
-        attn = c_proj(torch.bmm(weights, values).view(B, -1))
+        layer.kv[:, :, :, pos] = qkv[:, 1:].transpose(0, 1)  # key and value, in place, at once
+        q = qkv[:, 0].unsqueeze(2).contiguous()  # (B, n_head, 1, head_dim), for the kernel
+        keys, values = layer.k[:, :, : pos + 1], layer.v[:, :, : pos + 1]
+        attn = c_proj(F.scaled_dot_product_attention(q, keys, values).view(B, -1))
         gelu = block.mlp.approximate
         if block.pre_ln:
             x = x + attn

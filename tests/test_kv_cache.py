@@ -29,14 +29,16 @@ def random_model(pre_ln: bool, seed: int = 0) -> GPT:
     return net.eval()
 
 
+@pytest.mark.parametrize("parts", [1, 2, 3])
 @pytest.mark.parametrize("batch", [1, 4])
 @pytest.mark.parametrize(("n_in", "n_out", "bias"), [(32, 96, True), (128, 32, True), (32, 300, False)])
-def test_decode_linear_is_the_linear_layer(batch, n_in, n_out, bias):
+def test_decode_linear_is_the_linear_layer(batch, n_in, n_out, bias, parts):
     torch.manual_seed(0)
     linear = nn.Linear(n_in, n_out, bias=bias)
     x = torch.randn(batch, n_in)
-    fast = DecodeLinear(linear, batch)
-    assert fast.rows == (batch == 1 and n_in < n_out)  # the layout depends on the product
+    fast = DecodeLinear(linear, batch, parts)
+    assert n_out % fast.parts == 0 and fast.parts <= parts  # blocks of whole outputs
+    assert fast.columns == (batch == 1 and n_out >= 8 * n_in)  # the layout depends on the shape
     with torch.no_grad():
         assert torch.allclose(fast(x), linear(x), atol=1e-6, rtol=0)
 

@@ -19,7 +19,6 @@ from gpt1_lib.kv_cache import KVCache
 from gpt1_lib.model import GPT, GPTConfig
 from gpt1_lib.perplexity import perplexity
 from gpt1_lib.sample import (
-    NUCLEUS_CANDIDATES,
     check_sampling_args,
     decode_steps,
     end_of_text_id,
@@ -28,6 +27,7 @@ from gpt1_lib.sample import (
     load_for_sampling,
     main,
     next_token_probs,
+    nucleus_threshold,
     sample_next,
     stream,
     stream_text,
@@ -112,13 +112,21 @@ def test_sample_next_draws_from_next_token_probs(settings):
     assert torch.allclose(freq, probs, atol=0.01)
 
 
-def test_top_p_on_a_flat_distribution_looks_past_the_first_candidates():
+def test_top_p_on_a_flat_distribution_draws_from_the_whole_nucleus():
     logits = torch.linspace(0.0, 0.1, 1000)[None]  # nearly flat: the nucleus holds ~900 tokens
     kept = next_token_probs(logits, top_p=0.9)[0] > 0
-    assert kept.sum() > NUCLEUS_CANDIDATES
+    assert kept.sum() > 800
     draws = sample_next(logits.expand(20_000, -1), top_p=0.9,
                         generator=torch.Generator().manual_seed(0))[:, 0]
-    assert kept[draws].all() and draws.unique().numel() > NUCLEUS_CANDIDATES
+    assert kept[draws].all() and draws.unique().numel() == kept.sum()
+
+
+@pytest.mark.parametrize("top_p", [0.05, 0.5, 0.9, 0.999])
+def test_nucleus_threshold_keeps_what_sorting_keeps(top_p):
+    logits = torch.randn(6, 1000, generator=torch.Generator().manual_seed(1)) * 3
+    probs = logits.softmax(dim=-1)
+    kept = probs >= nucleus_threshold(probs, top_p)
+    assert torch.equal(kept, next_token_probs(logits, top_p=top_p) > 0)
 
 
 @pytest.mark.parametrize(
