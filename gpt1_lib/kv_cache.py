@@ -131,11 +131,13 @@ class DecodeLinear:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, in) -> (B, out), equal to the nn.Linear's output up to rounding."""
-        if self.columns:  # x (1, in) times each (in, out / parts) block
+        if self.columns:  # x times each (in, out / parts) block: (parts, B, out / parts)
             a, b = x.expand(self.parts, -1, -1), self.weight
-        else:  # each (out / parts, in) block times x^T (in, B)
+        else:  # each (out / parts, in) block times x^T: (parts, out / parts, B)
             a, b = self.weight, x.t().expand(self.parts, -1, -1)
         y = torch.bmm(a, b) if self.bias is None else torch.baddbmm(self.bias, a, b)
+        if self.columns:
+            return y.transpose(0, 1).reshape(x.size(0), -1)
         return y.view(1, -1) if x.size(0) == 1 else y.view(self.out_features, -1).t()
 
 
