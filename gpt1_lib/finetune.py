@@ -433,10 +433,13 @@ def _finetune(model, data, cfg, out_dir, resume, until, progress) -> dict[str, A
     model.train()
     bar = tqdm(total=total, initial=step, unit="update", desc="fine-tuning", disable=not progress,
                dynamic_ncols=True)  # fmt: skip
+    epoch_rows: tuple[int, list[torch.Tensor]] = (-1, [])  # one epoch's batches, drawn once
     while step < end:
         epoch, i = divmod(step, per_epoch)
         lr = cfg["lr"] * warmup_linear(step, total, cfg["warmup"])
-        rows = batch_rows(len(train), cfg["batch_size"], cfg["seed"], epoch)[i]
+        if epoch_rows[0] != epoch:
+            epoch_rows = epoch, batch_rows(len(train), cfg["batch_size"], cfg["seed"], epoch)
+        rows = epoch_rows[1][i]
         out, step = update(model, optimizer, train, rows, lr, cfg), step + 1
         record = {"step": step, "epoch": round(step / per_epoch, 4), "loss": out.loss.item(),
                   "clf_loss": out.clf_loss.item(), "lr": lr}  # fmt: skip
