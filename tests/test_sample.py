@@ -21,6 +21,7 @@ from gpt1_lib.perplexity import perplexity
 from gpt1_lib.sample import (
     check_sampling_args,
     decode_steps,
+    draw_in_nucleus,
     end_of_text_id,
     filter_logits,
     generate,
@@ -118,6 +119,31 @@ def test_top_p_on_a_flat_distribution_draws_from_the_whole_nucleus():
     assert kept.sum() > 800
     draws = sample_next(logits.expand(20_000, -1), top_p=0.9,
                         generator=torch.Generator().manual_seed(0))[:, 0]
+    assert kept[draws].all() and draws.unique().numel() == kept.sum()
+
+
+@pytest.mark.parametrize("tries", [0, 1, 4])
+def test_draw_in_nucleus_has_the_nucleus_distribution_whatever_the_tries(tries):
+    """Rejected rows fall back to the threshold: with no tries (a GPU's route), one, or the
+    default, every row's token has the renormalised nucleus's distribution."""
+    logits = torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0, 1.5, 0.2, -0.5]])
+    want = next_token_probs(logits, top_p=0.6)[0]
+    n = 40_000
+    draws = draw_in_nucleus(logits.softmax(-1).expand(n, -1), 0.6,
+                            torch.Generator().manual_seed(tries), tries=tries)[:, 0]
+    freq = torch.bincount(draws, minlength=logits.size(1)).float() / n
+    assert (freq[want == 0] == 0).all()
+    assert torch.allclose(freq, want, atol=0.01)
+
+
+def test_draw_in_nucleus_with_a_small_nucleus_of_a_flat_distribution():
+    """top_p = 0.05 over ~1,000 nearly equal tokens: most draws are rejected, most rows take
+    the threshold, and the draws still cover exactly the nucleus."""
+    logits = torch.linspace(0.0, 0.1, 1000)[None]
+    kept = next_token_probs(logits, top_p=0.05)[0] > 0
+    assert 40 < kept.sum() < 60
+    draws = draw_in_nucleus(logits.softmax(-1).expand(5_000, -1), 0.05,
+                            torch.Generator().manual_seed(0))[:, 0]
     assert kept[draws].all() and draws.unique().numel() == kept.sum()
 
 
