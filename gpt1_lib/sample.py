@@ -157,7 +157,8 @@ def draw_in_nucleus(
     nucleus's least likely token are all in it, where a sort would keep some of them.)"""
     if probs.device.type != "cpu":
         tries = 0  # each check would be a host sync: the threshold at once
-    cdf, token, done = probs.cumsum(dim=-1), None, None
+    cdf = probs.cumsum(dim=-1) if tries > 0 else None  # not computed where nothing is drawn
+    token = done = None
     for _ in range(tries):
         drawn = invert_cdf(cdf, generator)
         more_likely = probs * (probs > probs.gather(-1, drawn))  # the rest zeroed
