@@ -1,4 +1,4 @@
-"""Chapter 07, section 9: the fast decoding path (`Decoder`, `DecodeLinear`) gives the logits of
+"""Chapter 07, section 9: the fast decoding path (`Decoder`, `DecodeLinear`, `PackedLinear`) gives the logits of
 the full forward pass and the same greedy tokens as no cache and as `transformers`."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import transformers
 from decoding_helpers import assert_cache_changes_nothing
 from torch import nn
 
-from gpt1_lib.kv_cache import DecodeLinear, Decoder
+from gpt1_lib.kv_cache import DecodeLinear, Decoder, PackedLinear, decode_linear
 from gpt1_lib.model import GPT, GPTConfig
 from gpt1_lib.sample import generate
 
@@ -43,6 +43,25 @@ def test_decode_linear_is_the_linear_layer(batch, n_in, n_out, bias, parts):
         assert torch.allclose(fast(x), linear(x), atol=1e-6, rtol=0)
         other = torch.randn(5 - batch, n_in)  # a layout chosen for one batch size serves any
         assert torch.allclose(fast(other), linear(other), atol=1e-6, rtol=0)
+
+
+@pytest.mark.skipif(not PackedLinear.fits(torch.ones(1), 2), reason="torch built without oneDNN")
+@pytest.mark.parametrize(("n_in", "n_out", "bias"), [(32, 96, True), (128, 32, True), (32, 300, False)])
+def test_packed_linear_is_the_linear_layer(n_in, n_out, bias):
+    torch.manual_seed(0)
+    linear = nn.Linear(n_in, n_out, bias=bias)
+    packed = decode_linear(linear, 4)
+    assert isinstance(packed, PackedLinear)  # a batch on a CPU gets the packed copy
+    with torch.no_grad():
+        for x in (torch.randn(4, n_in), torch.randn(1, n_in), torch.randn(4, 3, n_in)[:, -1]):
+            assert torch.allclose(packed(x), linear(x), atol=1e-5, rtol=0)  # any rows, strided
+        linear.weight.zero_()  # a copy: the packed layer keeps the weights it was built from
+        assert packed(torch.ones(4, n_in)).abs().sum() > 0
+
+
+def test_one_row_keeps_the_blocks():
+    assert isinstance(decode_linear(nn.Linear(32, 96), 1), DecodeLinear)
+    assert not PackedLinear.fits(torch.ones(1, dtype=torch.float64), 4)  # fp32 only
 
 
 @pytest.mark.parametrize("pre_ln", [False, True])
