@@ -109,7 +109,8 @@ class DecodeLinear:
     threads) and one batched product (`baddbmm`) gives each block to its own thread; a batch
     (or a GPU) takes one block. A block is rows of the (out, in) weight, except for a matrix
     far wider than tall at batch 1 (the LM head), whose columns of the transposed (in, out)
-    weight stream faster; all measured on the book's CPU. Rows are views of the model's weight.
+    weight streamed faster on one of the book's CPUs and as fast on another. Rows are views of
+    the model's weight.
     """
 
     def __init__(self, linear: nn.Linear, batch_size: int, parts: int | None = None) -> None:
