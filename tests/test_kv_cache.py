@@ -1,5 +1,6 @@
-"""Chapter 07, section 9: the fast decoding path (`Decoder`, `DecodeLinear`, `PackedLinear`) gives the logits of
-the full forward pass and the same greedy tokens as no cache and as `transformers`."""
+"""Chapter 07, section 9: the fast decoding path (`Decoder`, `DecodeLinear`, `PackedLinear`)
+gives the logits of the full forward pass and the same greedy tokens as no cache and as
+`transformers`."""
 
 from __future__ import annotations
 
