@@ -110,7 +110,8 @@ def sample_next(
     Nothing is sorted that need not be: top-k draws among its k candidates, and top-p alone
     draws from the whole distribution until the token lies in the nucleus (`draw_in_nucleus`).
     One uniform number per row picks a token through the cumulative probabilities: far
-    cheaper than sorting the vocabulary with torch or `torch.multinomial` over it.
+    cheaper than sorting the vocabulary with torch or `torch.multinomial` over it. Each
+    operation counts: in a decoding loop a small one costs several microseconds (section 9).
     """
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)
@@ -122,24 +123,28 @@ def sample_next(
         return draw_in_nucleus(probs, top_p, generator) if nucleus else draw(probs, None, generator)
     values, ids = scaled.topk(min(top_k, scaled.size(-1)), dim=-1)  # most likely first
     probs = values.softmax(dim=-1)  # renormalised over the top k, as filter_logits does
-    if nucleus:
+    if nucleus:  # then over the nucleus inside the top k
         mass_before = probs.cumsum(dim=-1) - probs
-        probs = probs.masked_fill(mass_before >= top_p, 0.0)  # outside the nucleus
+        probs = values.masked_fill(mass_before >= top_p, float("-inf")).softmax(dim=-1)
     return draw(probs, ids, generator)
 
 
 def draw(probs: torch.Tensor, ids: torch.Tensor | None, generator: torch.Generator | None):
-    """Sample one column per row of (B, n) weights (not necessarily normalised); returns ids
+    """Sample one column per row of (B, n) probabilities (each row sums to 1); returns ids
     at that column (the column if ids is None)."""
-    column = invert_cdf(probs.cumsum(dim=-1), generator)
+    column = invert_cdf(probs[:, :-1].cumsum(dim=-1), generator)
     return column if ids is None else ids.gather(-1, column)
 
 
-def invert_cdf(cdf: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """The column (B, 1) where each row's cumulative weights first pass a uniform number
-    times their total."""
-    u = torch.rand(cdf.size(0), 1, generator=generator, device=cdf.device) * cdf[:, -1:]
-    return torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.size(-1) - 1)
+def invert_cdf(ends: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """The column (B, 1) where a uniform number in [0, 1) falls, per row, given the (B, n - 1)
+    cumulative probabilities at the ends of every column but the last.
+
+    The last column takes every number past the others' ends: a float32 total can miss 1 by
+    a rounding error, and this way no number falls off the end.
+    """
+    u = torch.rand(ends.size(0), 1, generator=generator, device=ends.device)
+    return torch.searchsorted(ends, u, right=True)
 
 
 NUCLEUS_TRIES = 4  # draws per row before the sorting route: a few, since each costs a pass
@@ -157,10 +162,18 @@ def draw_in_nucleus(
     nucleus's least likely token are all in it, where a sort would keep some of them.)"""
     if probs.device.type != "cpu":
         tries = 0  # each check would be a host sync: the threshold at once
-    cdf = probs.cumsum(dim=-1) if tries > 0 else None  # not computed where nothing is drawn
+    ends = probs[:, :-1].cumsum(dim=-1) if tries > 0 else None  # only where something is drawn
+    if probs.size(0) == 1 and tries > 0:  # one row, as when streaming: fewer operations
+        row = probs.detach().numpy()[0]
+        for _ in range(tries):
+            drawn = invert_cdf(ends, generator)
+            more_likely = F.threshold(probs, float(row[drawn.item()]), 0.0)  # the rest zeroed
+            if more_likely.sum().item() < top_p:
+                return drawn
+        tries = 0  # no luck: the threshold
     token = done = None
     for _ in range(tries):
-        drawn = invert_cdf(cdf, generator)
+        drawn = invert_cdf(ends, generator)
         more_likely = probs * (probs > probs.gather(-1, drawn))  # the rest zeroed
         inside = more_likely.sum(dim=-1, keepdim=True) < top_p
         token = drawn if token is None else token.where(done, drawn)  # keep the rows done
@@ -168,7 +181,7 @@ def draw_in_nucleus(
         if done.all():
             return token
     in_nucleus = probs.masked_fill(probs < nucleus_threshold(probs, top_p), 0.0)
-    fallback = draw(in_nucleus, None, generator)
+    fallback = draw(in_nucleus / in_nucleus.sum(dim=-1, keepdim=True), None, generator)
     return fallback if token is None else token.where(done, fallback)
 
 

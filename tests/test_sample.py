@@ -21,10 +21,12 @@ from gpt1_lib.perplexity import perplexity
 from gpt1_lib.sample import (
     check_sampling_args,
     decode_steps,
+    draw,
     draw_in_nucleus,
     end_of_text_id,
     filter_logits,
     generate,
+    invert_cdf,
     load_for_sampling,
     main,
     next_token_probs,
@@ -145,6 +147,39 @@ def test_draw_in_nucleus_with_a_small_nucleus_of_a_flat_distribution():
     draws = draw_in_nucleus(logits.softmax(-1).expand(5_000, -1), 0.05,
                             torch.Generator().manual_seed(0))[:, 0]
     assert kept[draws].all() and draws.unique().numel() == kept.sum()
+
+
+@pytest.mark.parametrize(("top_p", "tries"), [(0.6, 4), (0.6, 1), (0.2, 4)])
+def test_draw_in_nucleus_one_row_at_a_time(top_p, tries):
+    """A single row (streaming) takes the route that tests the draw in Python numbers; drawn
+    one row at a time it has the nucleus's distribution, rejections and threshold included."""
+    logits = torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0, 1.5, 0.2, -0.5]])
+    want = next_token_probs(logits, top_p=top_p)[0]
+    probs, gen, n = logits.softmax(-1), torch.Generator().manual_seed(tries), 10_000
+    draws = torch.cat([draw_in_nucleus(probs, top_p, gen, tries=tries) for _ in range(n)])
+    assert draws.shape == (n, 1)
+    freq = torch.bincount(draws[:, 0], minlength=logits.size(1)).float() / n
+    assert (freq[want == 0] == 0).all()
+    assert torch.allclose(freq, want, atol=0.015)
+
+
+@pytest.mark.parametrize("total", [0.99, 1.0, 1.01])
+def test_draw_gives_the_last_column_the_rest(total):
+    """Probabilities whose float total misses 1: every uniform number lands on a column, the
+    last one taking what lies past the others' ends."""
+    probs = torch.tensor([[0.25, 0.25, total - 0.5]]).expand(40_000, -1)
+    columns = draw(probs, None, torch.Generator().manual_seed(0))
+    freq = torch.bincount(columns[:, 0], minlength=3).float() / len(columns)
+    assert columns.max() == 2 and torch.allclose(freq, torch.tensor([0.25, 0.25, 0.5]), atol=0.01)
+    ids = torch.tensor([[7, 8, 9]]).expand(40_000, -1)
+    assert torch.equal(draw(probs, ids, torch.Generator().manual_seed(0)), columns + 7)
+    one_column = invert_cdf(torch.ones(5, 0), torch.Generator().manual_seed(0))
+    assert torch.equal(one_column, torch.zeros(5, 1, dtype=torch.long))
+
+
+def test_top_k_1_is_greedy():
+    logits = torch.randn(4, 50, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(sample_next(logits, top_k=1, top_p=0.5), logits.argmax(-1, keepdim=True))
 
 
 @pytest.mark.parametrize("top_p", [0.05, 0.5, 0.9, 0.999])
