@@ -163,17 +163,14 @@ def draw_in_nucleus(
     if probs.device.type != "cpu":
         tries = 0  # each check would be a host sync: the threshold at once
     ends = probs[:, :-1].cumsum(dim=-1) if tries > 0 else None  # only where something is drawn
-    if probs.size(0) == 1 and tries > 0:  # one row, as when streaming: fewer operations
-        row = probs.detach().numpy()[0]
-        for _ in range(tries):
-            drawn = invert_cdf(ends, generator)
-            more_likely = F.threshold(probs, float(row[drawn.item()]), 0.0)  # the rest zeroed
-            if more_likely.sum().item() < top_p:
-                return drawn
-        tries = 0  # no luck: the threshold
+    row = probs.detach().numpy()[0] if probs.size(0) == 1 and tries > 0 else None
     token = done = None
     for _ in range(tries):
         drawn = invert_cdf(ends, generator)
+        if row is not None:  # one row, as when streaming: the same test in fewer operations
+            if F.threshold(probs, float(row[drawn.item()]), 0.0).sum().item() < top_p:
+                return drawn  # the tokens above it (the rest zeroed) hold less than top_p
+            continue
         more_likely = probs * (probs > probs.gather(-1, drawn))  # the rest zeroed
         inside = more_likely.sum(dim=-1, keepdim=True) < top_p
         token = drawn if token is None else token.where(done, drawn)  # keep the rows done
