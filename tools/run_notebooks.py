@@ -3,11 +3,18 @@
 Hand-written; `make course` runs it. Each notebook runs with a fresh kernel whose working
 directory is `notebooks/`, so its outputs and `figures/` come from a real run. Pass notebook
 paths to run only those.
+
+Committed outputs hold no progress bars and no profiler log lines. A bar committed as output
+is frozen at whatever it showed when the cell ended ("0%"), so the live bars (widgets in a
+kernel) are dropped from the outputs before the notebook is written, and the bars of plain
+tqdm, of the hub and of `transformers` are switched off; the profiler's log lines are noise on
+stderr. A reader running a notebook still sees the bars.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -16,6 +23,13 @@ import nbformat
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
+# A kernel inherits this process's environment (nbclient passes none of its own).
+QUIET = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "KINETO_LOG_LEVEL": "6"}
+
+
+def is_live_widget(output: dict) -> bool:
+    """A widget's output (a progress bar): live in a kernel, frozen text once committed."""
+    return "application/vnd.jupyter.widget-view+json" in output.get("data", {})
 
 
 def run(path: Path, timeout: int) -> float:
@@ -27,6 +41,10 @@ def run(path: Path, timeout: int) -> float:
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
     ).execute()
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [out for out in cell.outputs if not is_live_widget(out)]
+    nb.metadata.pop("widgets", None)  # the state of the widgets just dropped
     nbformat.write(nb, path)
     return time.perf_counter() - start
 
@@ -36,6 +54,7 @@ def main() -> None:
     parser.add_argument("notebooks", nargs="*", type=Path)
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
     args = parser.parse_args()
+    os.environ.update(QUIET)
     paths = args.notebooks or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     total = 0.0
     for path in paths:
