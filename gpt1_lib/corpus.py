@@ -327,6 +327,31 @@ def read_text(name: str, split: str = "train", data_dir: Path | None = None) -> 
         ) from None
 
 
+VALIDATION_SPLITS = ("valid", "validation")
+
+
+def has_validation_split(name: str) -> bool:
+    """Whether corpus `name` ships its own validation text. Without one (a single file such as
+    tiny shakespeare, or any text file given by its path), the tail of the text is held out."""
+    return any(split in splits(name) for split in VALIDATION_SPLITS)
+
+
+def holdout_start(path: Path, val_fraction: float) -> int:
+    """The byte offset where a text's held-out tail begins: the first line that starts at or
+    after (1 - val_fraction) of its bytes.
+
+    One cut for the whole book: the tokenizer trains on the text before it, pre-training
+    validates on the text after it, and chapter 09 builds its tasks from that held-out text.
+    """
+    offset = round(Path(path).stat().st_size * (1 - val_fraction))
+    if offset <= 0:
+        return 0
+    with open(path, "rb") as f:
+        f.seek(offset - 1)
+        f.readline()  # finish the line that `offset` falls in
+        return f.tell()
+
+
 def check_text_file(path: Path) -> None:
     """Raise a clear error unless `path` is a non-empty UTF-8 file (checked in chunks)."""
     path = Path(path)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from gpt1_lib.corpus import CORPORA, fetch, sha256_of, splits
+from gpt1_lib.corpus import CORPORA, VALIDATION_SPLITS, fetch, holdout_start, sha256_of, splits
 from gpt1_lib.tokenizer import write_text_atomically
 
 
@@ -102,9 +102,7 @@ def corpus_files(dataset: str) -> tuple[Path, Path | None]:
     try:
         available = splits(dataset)
         train = Path(fetch(dataset, "train"))
-        val = next(
-            (Path(fetch(dataset, s)) for s in ("valid", "validation") if s in available), None
-        )
+        val = next((Path(fetch(dataset, s)) for s in VALIDATION_SPLITS if s in available), None)
     except ValueError as err:  # an unknown corpus, or a bad checksum
         raise DataError(str(err)) from err
     except (OSError, RuntimeError) as err:  # no network, a failed download
@@ -116,16 +114,6 @@ def _non_empty(path: Path) -> Path:
     if path.stat().st_size == 0:
         raise DataError(f"corpus file {path} is empty: give a text with some content")
     return path
-
-
-def _line_start_at_or_after(path: Path, offset: int) -> int:
-    """The byte offset of the first line that starts at or after `offset`."""
-    if offset <= 0:
-        return 0
-    with open(path, "rb") as f:
-        f.seek(offset - 1)
-        f.readline()  # finish the line that `offset` falls in
-        return f.tell()
 
 
 def _encode(tokenizer, text: str) -> np.ndarray:
@@ -318,7 +306,7 @@ def prepare_tokens(
         return files
     size = train_text.stat().st_size
     if val_text is None:
-        cut = _line_start_at_or_after(train_text, round(size * (1 - val_fraction)))
+        cut = holdout_start(train_text, val_fraction)  # the tokenizer trained on [0, cut)
         ranges = {"train": (train_text, 0, cut), "val": (train_text, cut, size)}
     else:
         ranges = {"train": (train_text, 0, size), "val": (val_text, 0, val_text.stat().st_size)}

@@ -107,6 +107,11 @@ def peak_flops(device_name: str) -> float | None:
     return None
 
 
+def device_peak_flops(device: torch.device) -> float | None:
+    """The peak FLOP/s of one training device: a known GPU's, else None (no MFU on a CPU)."""
+    return peak_flops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
+
+
 def flops_per_token(n_params: int, n_layer: int, n_ctx: int, n_embd: int) -> float:
     """Training FLOPs per token: 6 per weight (forward 2, backward 4) plus attention's scores."""
     return 6 * n_params + 12 * n_layer * n_ctx * n_embd

@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpt1_lib.data import _line_start_at_or_after
+from gpt1_lib.corpus import holdout_start
 
 KINDS = ("classification", "entailment", "similarity", "multiple_choice")
 SPLITS = ("train", "valid", "test")
@@ -109,7 +109,7 @@ def held_out_speeches(path: Path | str, val_fraction: float = 0.1) -> HeldOut:
     """Split the text after pre-training's validation cut into speeches of usable lines."""
     path = Path(path)
     data = path.read_bytes()
-    cut = _line_start_at_or_after(path, round(len(data) * (1 - val_fraction)))
+    cut = holdout_start(path, val_fraction)
     train_text, tail = data[:cut].decode("utf-8"), data[cut:].decode("utf-8")
     blocks = _blocks(tail)
     if cut > 0 and not (train_text + tail[: len(tail) - len(tail.lstrip())]).endswith("\n\n"):

@@ -28,7 +28,7 @@ from tokenizers import (
     trainers,
 )
 
-from gpt1_lib.corpus import CORPORA, check_text_file, fetch
+from gpt1_lib.corpus import CORPORA, check_text_file, fetch, has_validation_split, holdout_start
 
 PAD, EOS = "<pad>", "<eos>"
 PAD_ID, EOS_ID = 0, 1
@@ -161,16 +161,21 @@ def read_tokenizer_file(path: str | os.PathLike, advice: str = "") -> Tokenizer:
 
 
 def tokenizer_path(
-    dataset: str, vocab_size: int, work_dir: str | os.PathLike, sample_bytes: int | None = None
+    dataset: str,
+    vocab_size: int,
+    work_dir: str | os.PathLike,
+    sample_bytes: int | None = None,
+    val_fraction: float = 0.1,
 ) -> Path:
-    """Where `prepare_tokenizer` caches the tokenizer for this corpus, size and sample."""
+    """Where `prepare_tokenizer` caches the tokenizer for this corpus, size, sample and split."""
     if dataset in CORPORA:
         name = dataset
     else:  # a file path: its stem, plus a hash so two `input.txt` files never collide
         resolved = str(Path(dataset).expanduser().resolve())
         name = f"{Path(dataset).stem}-{hashlib.sha1(resolved.encode()).hexdigest()[:8]}"
     sample = f"-first{sample_bytes}" if sample_bytes is not None else ""
-    return Path(work_dir) / f"tokenizer-{name}-{vocab_size}{sample}.json"
+    holdout = "" if has_validation_split(dataset) else f"-holdout{val_fraction:g}"
+    return Path(work_dir) / f"tokenizer-{name}-{vocab_size}{sample}{holdout}.json"
 
 
 def _write_sample(source: Path, dest: Path, sample_bytes: int) -> None:
@@ -190,30 +195,40 @@ def _write_sample(source: Path, dest: Path, sample_bytes: int) -> None:
 
 
 def prepare_tokenizer(
-    dataset: str, vocab_size: int, work_dir: Path, sample_bytes: int | None = None
+    dataset: str,
+    vocab_size: int,
+    work_dir: Path,
+    sample_bytes: int | None = None,
+    val_fraction: float = 0.1,
 ) -> Tokenizer:
     """The tokenizer for `dataset`: loaded from `work_dir` if cached, else trained and cached.
 
-    `dataset` is a corpus name or a text file path (see `gpt1_lib.corpus.fetch`). For corpora
-    of gigabytes, `sample_bytes` trains on the first bytes only: merges settle long before that.
+    `dataset` is a corpus name or a text file path (see `gpt1_lib.corpus.fetch`). It trains on
+    the training text only: a corpus without a validation file holds out its last
+    `val_fraction` (the cut of `holdout_start`, which pre-training validates on), so the
+    validation text is as new to the tokenizer as to the model. For corpora of gigabytes,
+    `sample_bytes` trains on the first bytes only: merges settle long before that.
     """
     _check_vocab_size(vocab_size)
     if sample_bytes is not None and sample_bytes <= 0:
         raise ValueError(f"sample_bytes must be positive or None, got {sample_bytes}")
-    path = tokenizer_path(dataset, vocab_size, work_dir, sample_bytes)
+    path = tokenizer_path(dataset, vocab_size, work_dir, sample_bytes, val_fraction)
     if path.is_file():
         try:
             return load_tokenizer(path)
         except ValueError as err:
             warnings.warn(f"{err}; training it again", stacklevel=2)
     source = fetch(dataset)
-    if sample_bytes is None or source.stat().st_size <= sample_bytes:
+    size = source.stat().st_size
+    end = size if has_validation_split(dataset) else holdout_start(source, val_fraction)
+    end = min(end, sample_bytes or size)
+    if end >= size:
         tokenizer = train_tokenizer(source, vocab_size)
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
             sample = Path(tmp) / "sample.txt"
-            _write_sample(source, sample, sample_bytes)
+            _write_sample(source, sample, end)
             tokenizer = train_tokenizer(sample, vocab_size)
     save_tokenizer(tokenizer, path)
     return tokenizer

@@ -43,8 +43,8 @@ from gpt1_lib.optim import lr_at, make_optimizer
 from gpt1_lib.precision import (
     autocast,
     choose_precision,
+    device_peak_flops,
     model_flops_per_token,
-    peak_flops,
     resolve_device,
 )
 from gpt1_lib.run_dir import (
@@ -120,7 +120,7 @@ def prepare_data(self, resuming: bool) -> None:
             else:
                 corpus_files(cfg["dataset"])  # a clear error for a missing or empty corpus
                 tokenizer = prepare_tokenizer(cfg["dataset"], cfg["vocab_size"], self.work_dir,
-                                              sample_bytes=cfg["tokenizer_sample_bytes"])  # fmt: skip
+                                              cfg["tokenizer_sample_bytes"], cfg["val_fraction"])  # fmt: skip
                 save_tokenizer(tokenizer, tok_file)
         except ValueError as err:  # not UTF-8, vocab_size too small, a corrupt tokenizer.json
             raise DataError(str(err)) from err
@@ -154,9 +154,9 @@ def build(self) -> None:
         ids = [self.device.index] if self.device.type == "cuda" else None
         self.model = DistributedDataParallel(self.eval_model, device_ids=ids)
     self.flops_per_token = model_flops_per_token(self.raw)
-    self.peak = (
-        peak_flops(torch.cuda.get_device_name(self.device)) if self.device.type == "cuda" else None
-    )
+    # tokens_per_s counts the tokens of every process, so MFU divides by every process's peak
+    peak = device_peak_flops(self.device)
+    self.peak = peak * self.procs.world if peak else None
     self.tokens_per_step = cfg["batch_size"] * cfg["n_ctx"] * cfg["grad_accum"]
 
 

@@ -36,8 +36,10 @@ print(
 )
 assert text.isascii() and len(absent) == 256 - len(set(text)) == 191
 assert absent <= never  # a byte the text lacks can never be a token of it
-# the one extra: every q in Shakespeare is followed by u, so `qu` took all of them
-assert extra == ["q"] and text.count("q") == text.count("qu")
+# Every q in Shakespeare is followed by u: once the tokenizer has learned `qu` (the cpu profile's
+# 2,048 tokens have; the smoke profile's 512 have not), no q is left alone, and q is the one extra.
+has_qu = tokenizer.token_to_id("qu") is not None
+assert text.count("q") == text.count("qu") and extra == (["q"] if has_qu else [])
 
 # (b) and (c): an emoji is 4 bytes that no merge ever joined
 emoji = "🙂"

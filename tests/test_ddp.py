@@ -1,14 +1,18 @@
 """Data parallelism: the same command under `torchrun --nproc_per_node=2` (gloo on a CPU)
-trains like one process with the same gradient accumulation, to within float rounding."""
+trains like one process with the same gradient accumulation, to within float rounding, and
+reports the utilisation of the whole job."""
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
 
 import pytest
 import torch
+import torch.multiprocessing as mp
 from training_helpers import (
     make_corpus,
     one_thread,  # noqa: F401 (an autouse fixture)
@@ -19,6 +23,8 @@ from training_helpers import (
 
 from gpt1_lib.checkpoint import LAST, read_checkpoint
 from gpt1_lib.train import read_metrics, train
+
+FAKE_PEAK = 1e9  # FLOP/s of one pretend accelerator: a CPU has no peak of its own
 
 
 def test_two_gloo_processes_match_one_process_with_the_same_accumulation(tmp_path):
@@ -57,3 +63,43 @@ def test_two_gloo_processes_match_one_process_with_the_same_accumulation(tmp_pat
     assert ckpt_two["world_size"] == 2 and len(ckpt_two["rng"]) == 2  # every process's RNG
     for name, weight in ckpt_one["model"].items():
         assert torch.allclose(ckpt_two["model"][name], weight, atol=1e-5), name
+
+
+def _train_with_a_fake_peak(rank: int, world: int, port: int, config: dict, out_dir, work_dir):
+    """One process of a gloo job whose every device claims FAKE_PEAK FLOP/s."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))  # fmt: skip
+    torch.set_num_threads(1)
+    import torch.distributed as dist
+
+    import gpt1_lib.trainer as trainer_module
+
+    trainer_module.device_peak_flops = lambda device: FAKE_PEAK
+    summary = train(config, out_dir, progress=False, work_dir=work_dir)
+    if rank == 0:
+        (out_dir / "summary.json").write_text(json.dumps(summary))
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def test_mfu_of_several_processes_divides_by_the_peak_of_all_of_them(tmp_path):
+    """tokens_per_s counts every process's tokens, so one device's peak would overstate MFU
+    by the number of processes: two processes must divide by twice the peak."""
+    from gpt1_lib.model import GPT, model_config
+    from gpt1_lib.precision import model_flops_per_token
+
+    config = tiny_config(make_corpus(tmp_path / "corpus.txt"), dropout=0.0, grad_accum=2,
+                         max_steps=4, eval_interval=4, eval_iters=2, ckpt_interval=4)  # fmt: skip
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out_dir = tmp_path / "two"
+    mp.spawn(_train_with_a_fake_peak, args=(2, port, config, out_dir, tmp_path / "work"), nprocs=2)
+    flops = model_flops_per_token(GPT(model_config(config)))
+    records = read_metrics(out_dir)
+    assert records and all("mfu" in r for r in records)
+    for r in records:
+        assert r["mfu"] == pytest.approx(r["tokens_per_s"] * flops / (2 * FAKE_PEAK), rel=1e-9)
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["processes"] == 2
+    assert summary["mfu"] == pytest.approx(summary["tokens_per_s"] * flops / (2 * FAKE_PEAK))

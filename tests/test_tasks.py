@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from gpt1_lib.corpus import MIRROR_ENV, fetch
-from gpt1_lib.data import _line_start_at_or_after
+from gpt1_lib.corpus import MIRROR_ENV, fetch, holdout_start
 from gpt1_lib.tasks import KINDS, Example, Task, TaskError, load_task, shakespeare_tasks
 
 VAL_FRACTION = 0.1  # pre-training's default: the tasks must come from after its cut
@@ -39,9 +38,9 @@ def tasks(shakespeare) -> dict[str, Task]:
 
 @pytest.fixture(scope="module")
 def text(shakespeare) -> tuple[str, str]:
-    """(pre-training's training text, the held-out tail), cut as chapter 05 cuts them."""
+    """(pre-training's training text, the held-out tail), cut where pre-training cuts them."""
     data = shakespeare.read_bytes()
-    cut = _line_start_at_or_after(shakespeare, round(len(data) * (1 - VAL_FRACTION)))
+    cut = holdout_start(shakespeare, VAL_FRACTION)
     return data[:cut].decode(), data[cut:].decode()
 
 

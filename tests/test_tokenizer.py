@@ -16,7 +16,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 from gpt1_lib import tokenizer as tok_module
-from gpt1_lib.corpus import CORPORA, MIRROR_ENV, fetch_release
+from gpt1_lib.corpus import CORPORA, MIRROR_ENV, fetch_release, holdout_start
 from gpt1_lib.tokenizer import (
     EOS,
     EOS_ID,
@@ -252,13 +252,21 @@ def test_loading_a_tokenizer_with_other_special_tokens_is_refused(corpus_file, t
         load_tokenizer(tmp_path / "other.json")
 
 
+@pytest.fixture(scope="module")
+def training_part_tokenizer(corpus_file, tmp_path_factory) -> Tokenizer:
+    """The tokenizer of the text before the held-out tenth, which pre-training validates on."""
+    head = tmp_path_factory.mktemp("head") / "head.txt"
+    head.write_bytes(corpus_file.read_bytes()[: holdout_start(corpus_file, 0.1)])
+    return train_tokenizer(head, 400)
+
+
 def test_prepare_tokenizer_trains_once_then_loads_the_cache(
-    corpus_file, tokenizer, tmp_path, monkeypatch
+    corpus_file, training_part_tokenizer, tmp_path, monkeypatch
 ):
     first = prepare_tokenizer(str(corpus_file), 400, tmp_path)
     cached = tokenizer_path(str(corpus_file), 400, tmp_path)
     assert cached.is_file() and cached.parent == tmp_path
-    assert first.to_str() == tokenizer.to_str()
+    assert first.to_str() == training_part_tokenizer.to_str()
 
     def no_training(*args, **kwargs):
         raise AssertionError("prepare_tokenizer trained although a cached tokenizer exists")
@@ -267,13 +275,38 @@ def test_prepare_tokenizer_trains_once_then_loads_the_cache(
     assert prepare_tokenizer(str(corpus_file), 400, tmp_path).to_str() == first.to_str()
 
 
-def test_prepare_tokenizer_retrains_over_a_corrupt_cache(corpus_file, tokenizer, tmp_path):
+def test_prepare_tokenizer_retrains_over_a_corrupt_cache(
+    corpus_file, training_part_tokenizer, tmp_path
+):
     cached = tokenizer_path(str(corpus_file), 400, tmp_path)
     cached.write_text("not json")
     with pytest.warns(UserWarning, match="training it again"):
         again = prepare_tokenizer(str(corpus_file), 400, tmp_path)
-    assert again.to_str() == tokenizer.to_str()
-    assert load_tokenizer(cached).to_str() == tokenizer.to_str()
+    assert again.to_str() == training_part_tokenizer.to_str()
+    assert load_tokenizer(cached).to_str() == training_part_tokenizer.to_str()
+
+
+def test_prepare_tokenizer_never_trains_on_the_held_out_text(tmp_path):
+    """The validation tail is as new to the tokenizer as to the model: a word that only the
+    tail repeats gets no token of its own, though a tokenizer of the whole text learns it."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(make_text(900) + "zyzzogeton\n" * 100, encoding="utf-8")
+    cut = holdout_start(corpus, 0.1)
+    assert b"zyzzogeton" not in corpus.read_bytes()[:cut]
+    whole = train_tokenizer(corpus, 400)
+    prepared = prepare_tokenizer(str(corpus), 400, tmp_path / "work")
+    assert whole.token_to_id("zyzzogeton") is not None
+    assert prepared.token_to_id("zyzzogeton") is None
+    assert len(encode(prepared, "zyzzogeton")) > 1
+    # another held-out fraction is another tokenizer, cached under its own name
+    other = tokenizer_path(str(corpus), 400, tmp_path / "work", val_fraction=0.2)
+    assert other != tokenizer_path(str(corpus), 400, tmp_path / "work")
+    assert "holdout0.1" in tokenizer_path(str(corpus), 400, tmp_path / "work").name
+
+
+def test_a_corpus_with_its_own_validation_file_trains_on_its_whole_training_file(tmp_path):
+    assert "holdout" not in tokenizer_path("tinystories", 8192, tmp_path).name
+    assert "holdout0.1" in tokenizer_path("tinyshakespeare", 2048, tmp_path).name
 
 
 def test_prepare_tokenizer_with_a_sample_trains_on_whole_lines_of_the_start(corpus_file, tmp_path):
