@@ -8,12 +8,15 @@
 GradScaler, step, RNG states of every process, config, ...); `ckpt_best.pt` is lean, the weights
 and what `load_model` needs to rebuild the model (no optimiser state: a third of the size). A
 checkpoint is written to a temporary file, fsynced, then renamed over the old one, so the name
-always points at a complete file; it is read with `weights_only=True`. `load_model(run_dir)`
-gives the trained GPT of a run directory.
+always points at a complete file; it is read with `weights_only=True`, once the checksums of
+its archive check out. `load_model(run_dir)` gives the trained GPT of a run directory.
 """
 
+import hashlib
 import os
 import random
+import shutil
+import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ import numpy as np
 import torch
 
 from gpt1_lib.model import GPT, model_config
+from gpt1_lib.tokenizer import write_atomically
 
 LAST, BEST = "ckpt_last.pt", "ckpt_best.pt"
 FORMAT = 1  # bump when the layout of a checkpoint changes
@@ -58,36 +62,45 @@ def restore_rng(state: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:  # make the rename itself durable (POSIX); not possible on Windows
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """torch.save to `path` so that the name holds the whole old or the whole new file, never a part."""
+    """torch.save to `path` so that the name holds the whole old or the whole new file, never a
+    part: chapter 01's `write_atomically`, which also never writes through a planted link.
+
+    A write that fails (a full disk, above all) is a CheckpointError in one line: torch reports
+    a full disk as a RuntimeError without an errno, so the free space is said instead."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)  # atomic within a directory
-    _fsync_dir(path.parent)
+    try:
+        write_atomically(path, lambda tmp: torch.save(obj, tmp))
+    except (OSError, RuntimeError) as err:
+        if isinstance(err, RuntimeError) and "write" not in str(err).lower():
+            raise  # not a failed write: a bug to see whole
+        free = shutil.disk_usage(path.parent).free
+        raise CheckpointError(
+            f"could not write {path} ({free / 1e9:.2f} GB free on its disk; is it full?): free "
+            "some space or write to a larger disk; the previous checkpoint is intact"
+        ) from None
+
+
+def verify_archive(path: Path) -> None:
+    """CheckpointError unless every record of the checkpoint's zip archive matches the CRC-32
+    written with it. torch.load does not check them, so a flipped byte in the weights would
+    load silently (and train at a loss of 1e31); this reads the file once, about a second per GB."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise CheckpointError(f"{path} is truncated or corrupt ({err})") from err
+    if bad is not None:
+        raise CheckpointError(f"{path} is corrupt: its record {bad} fails its checksum")
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load a training checkpoint safely (weights_only); CheckpointError if unreadable."""
+    """Load a training checkpoint safely (weights_only, checksums verified); CheckpointError
+    if unreadable."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
+    verify_archive(path)
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # truncated zip, bad pickle, EOF...: all mean "unreadable"
@@ -107,16 +120,25 @@ def resumable(ckpt: Mapping[str, Any]) -> bool:
     return all(key in ckpt for key in _RESUMABLE)
 
 
+def _kept_aside(path: Path) -> Path:
+    """The first free name of `<name>.corrupt`, `<name>.corrupt.2`, ...: none is overwritten."""
+    n = 1
+    while (aside := path.with_name(path.name + ".corrupt" + (f".{n}" if n > 1 else ""))).exists():
+        n += 1
+    return aside
+
+
 def latest_checkpoint(
     run_dir: str | os.PathLike, log: Callable[[str], None] = print
 ) -> Path | None:
     """The complete checkpoint of a run with the most steps, or None if the run has none.
 
-    Leftover `.tmp` files (a write that was killed) are deleted; an unreadable checkpoint is
-    renamed `<name>.corrupt` (kept for inspection, never overwritten) and the other is used.
+    Leftover temporary files of a checkpoint write that was killed are deleted; an unreadable
+    checkpoint is renamed `<name>.corrupt` (kept for inspection: a later one becomes
+    `<name>.corrupt.2`, and so on, never overwriting it) and the other is used.
     """
     run_dir = Path(run_dir)
-    for tmp in sorted(run_dir.glob("*.pt.tmp")):
+    for tmp in sorted(run_dir.glob(".ckpt_*.pt.*.tmp")):  # write_atomically's temporary names
         tmp.unlink()
         log(f"removed {tmp.name}: a checkpoint write that was interrupted")
     readable, broken, lean = [], [], []
@@ -127,7 +149,7 @@ def latest_checkpoint(
         try:
             ckpt = read_checkpoint(path)
         except CheckpointError as err:
-            aside = path.with_name(path.name + ".corrupt")
+            aside = _kept_aside(path)
             os.replace(path, aside)
             broken.append(aside.name)
             log(f"warning: {err}; kept it as {aside.name}")
@@ -185,6 +207,28 @@ def load_model(run_dir: str | os.PathLike, which: str = "best", map_location: An
             )
         path = found[0]
     ckpt = read_checkpoint(path, map_location=map_location)
+    check_tokenizer(path, ckpt)
     model = GPT(model_config(ckpt["config"]))
     model.load_state_dict(clean_state_dict(ckpt["model"]))
     return model.to(map_location).eval()
+
+
+TOKENIZER = "tokenizer.json"  # a run's own tokenizer, beside its checkpoints
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes: what it is, whatever its name."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def check_tokenizer(path: Path, ckpt: Mapping[str, Any]) -> None:
+    """CheckpointError if the tokenizer.json beside checkpoint `path` is not the one the run was
+    trained with (its digest is in the checkpoint's `inputs`): ids would silently mean other
+    text. Checkpoints written before the digest was recorded pass."""
+    recorded = ckpt.get("inputs", {}).get("tokenizer")
+    tokenizer = path.parent / TOKENIZER
+    if recorded and tokenizer.is_file() and file_digest(tokenizer) != recorded:
+        raise CheckpointError(
+            f"{tokenizer} is not the tokenizer {path.name} was trained with (it was replaced): "
+            "put the run's own tokenizer.json back, or train a new run"
+        )

@@ -203,8 +203,10 @@ def load_config(
     else:
         try:
             raw = load_preset(config)
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{config} is not valid YAML: {err}") from err
+        except yaml.YAMLError as err:  # in one line: what, and on which line
+            mark, problem = getattr(err, "problem_mark", None), getattr(err, "problem", None)
+            where = f" (line {mark.line + 1})" if mark is not None else ""
+            raise ConfigError(f"{config} is not valid YAML{where}: {problem or err}") from err
         except ValueError as err:  # unknown profile or not a mapping
             raise ConfigError(str(err)) from err
     raw.update(parse_overrides(overrides))

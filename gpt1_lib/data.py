@@ -29,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from gpt1_lib.corpus import CORPORA, VALIDATION_SPLITS, fetch, holdout_start, sha256_of, splits
-from gpt1_lib.tokenizer import write_text_atomically
+from gpt1_lib.tokenizer import write_atomically, write_text_atomically
 
 
 class DataError(ValueError):
@@ -144,14 +144,14 @@ def _encode_range(path, start, end, tokenizer, dtype, dest, bar, chunk_bytes=1 <
             except UnicodeDecodeError as err:
                 raise DataError(f"{path} is not UTF-8 text ({err}): convert it to UTF-8") from err
             ids = _encode(tokenizer, text)
-            ids.astype(dtype).tofile(out)
+            out.write(ids.astype(dtype).tobytes())  # a full disk raises OSError(ENOSPC) here
+            bar.wrote(ids.size * dtype.itemsize)
             count += len(ids)
         if carry:
             ids = _encode(tokenizer, carry.decode("utf-8", errors="replace"))
-            ids.astype(dtype).tofile(out)
+            out.write(ids.astype(dtype).tobytes())
+            bar.wrote(ids.size * dtype.itemsize)
             count += len(ids)
-        out.flush()
-        os.fsync(out.fileno())
     return count
 
 
@@ -192,6 +192,14 @@ def content_id(path: Path, pinned_sha256: str | None = None, memo_dir: Path | No
         except OSError:  # a read-only or full disk: the next run hashes again, nothing worse
             pass
     return f"{stat.st_size}:{digest}"
+
+
+def corpus_content(dataset: str, memo_dir: Path | None = None) -> list[str]:
+    """The content ids of a corpus's texts (training, then validation if it has its own): what
+    a run was trained on, whatever the files' names; a checkpoint records them."""
+    train_text, val_text = corpus_files(dataset)
+    texts = {"train": train_text, "valid": val_text}
+    return [content_id(p, _pinned_sha256(dataset, s), memo_dir) for s, p in texts.items() if p]
 
 
 def _pinned_sha256(dataset: str, split: str) -> str | None:
@@ -242,14 +250,18 @@ def _complete(files: TokenFiles, meta: dict) -> bool:
 
 
 class _Counted:
-    """A progress bar that also counts the bytes read (a disabled tqdm counts nothing)."""
+    """A progress bar that also counts the bytes read and written (a disabled tqdm counts
+    nothing)."""
 
     def __init__(self, bar) -> None:
-        self.bar, self.n = bar, 0
+        self.bar, self.n, self.written = bar, 0, 0
 
     def update(self, n: int) -> None:
         self.n += n
         self.bar.update(n)
+
+    def wrote(self, n: int) -> None:
+        self.written += n
 
 
 def _write_ids(
@@ -262,15 +274,16 @@ def _write_ids(
         read = _Counted(bar)
         for split, (path, start, end) in ranges.items():
             final = getattr(files, split)
-            tmp = final.with_name(final.name + ".tmp")
-            try:
+
+            def encode_into(tmp: str, split=split, path=path, start=start, end=end) -> None:
                 counts[split] = _encode_range(path, start, end, tokenizer, dtype, tmp, read)
-                os.replace(tmp, final)
-            except BaseException as err:
-                written = sum(p.stat().st_size for p in (tmp, files.train) if p.exists())
-                tmp.unlink(missing_ok=True)
-                if not (isinstance(err, OSError) and err.errno == errno.ENOSPC):
+
+            try:  # a temporary file of its own: two runs sharing the cache never collide, and
+                write_atomically(final, encode_into)  # either's complete file serves both
+            except OSError as err:
+                if err.errno != errno.ENOSPC:
                     raise
+                written = read.written
                 need = written / read.n * total if written and read.n else total * dtype.itemsize
                 free = shutil.disk_usage(final.parent).free
                 raise DataError(
@@ -295,8 +308,7 @@ def prepare_tokens(
     dtype, folder = token_dtype(vocab_size), Path(work_dir) / "tokens"
     folder.mkdir(parents=True, exist_ok=True)
     recipe = _recipe(tokenizer, val_text is not None, val_fraction)
-    texts = {"train": train_text, "valid": val_text}
-    contents = [content_id(p, _pinned_sha256(dataset, s), folder) for s, p in texts.items() if p]
+    contents = corpus_content(dataset, folder)
     key = hashlib.sha256("|".join([recipe, *contents]).encode()).hexdigest()[:16]
     stem = Path(dataset).stem
     base = folder / f"{stem}-{key}"

@@ -7,8 +7,11 @@ task-specific input transformations, a linear head on the extract token, and the
 L3 = L2 + λ·L1; the recipe, the run directory and the command line."""
 
 import argparse
+import dataclasses
+import hashlib
 import json
 import math
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -23,14 +26,27 @@ from tokenizers import Tokenizer
 from torch import nn
 from tqdm.auto import tqdm
 
-from gpt1_lib.checkpoint import CheckpointError, atomic_save, capture_rng, load_model, restore_rng
+from gpt1_lib.checkpoint import (
+    CheckpointError,
+    atomic_save,
+    capture_rng,
+    load_model,
+    restore_rng,
+    verify_archive,
+)
 from gpt1_lib.config import ConfigError, _bool, _float, _int, config_differences, parse_overrides
 from gpt1_lib.corpus import fetch, fetch_release
 from gpt1_lib.distributed import Processes
 from gpt1_lib.model import GPT, add_to_class, init_weights
 from gpt1_lib.optim import make_optimizer
 from gpt1_lib.precision import resolve_device
-from gpt1_lib.run_dir import append_metrics, exclusive, keep_metrics_until
+from gpt1_lib.run_dir import (
+    append_metrics,
+    check_run_folder,
+    exclusive,
+    keep_metrics_until,
+    make_run_folder,
+)
 from gpt1_lib.tasks import Example, Task, TaskError, load_task, shakespeare_tasks
 from gpt1_lib.tokenizer import (
     encode,
@@ -38,6 +54,7 @@ from gpt1_lib.tokenizer import (
     load_tokenizer,
     openai_tokenizer_files,
     save_tokenizer,
+    write_text_atomically,
 )
 
 SPECIAL = ("_start_", "_delimiter_", "_classify_")  # GPT-1's start, delimiter and extract
@@ -404,22 +421,24 @@ RESUMABLE = ("device", "eval_interval", "ckpt_interval")  # change nothing that 
 
 def finetune(model: FineTuneModel, data: dict[str, Encoded], cfg: dict[str, Any],
              out_dir: str | Path | None = None, resume: bool = False, until: int | None = None,
-             progress: bool = True) -> dict[str, Any]:  # fmt: skip
+             progress: bool = True, inputs: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
     """Fine-tune `model` on data["train"] with `cfg` (see `finetune_config`), picking the
     weights of the best validation accuracy as GPT-1 did, and return the accuracies.
 
     With `out_dir`, the run lives in a run directory: checkpoints that resume exactly
     (`resume=True`), `metrics.jsonl`, and a lock against a second run. `until` stops early.
+    `inputs`: digests of what the run fine-tunes (`run_inputs`), recorded in its checkpoints
+    and compared on resume.
     """
     if out_dir is None:
         return _finetune(model, data, cfg, None, resume, until, progress)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with exclusive(out_dir, Processes()):
-        return _finetune(model, data, cfg, out_dir, resume, until, progress)
+        return _finetune(model, data, cfg, out_dir, resume, until, progress, inputs or {})
 
 
-def _finetune(model, data, cfg, out_dir, resume, until, progress) -> dict[str, Any]:
+def _finetune(model, data, cfg, out_dir, resume, until, progress, inputs=None) -> dict[str, Any]:
     train, per_epoch = data["train"], len(data["train"]) // cfg["batch_size"]
     if device_of(model).type == "cpu":
         torch.set_flush_denormal(True)  # post-LN backward makes denormals: 2-10x slower steps
@@ -428,7 +447,7 @@ def _finetune(model, data, cfg, out_dir, resume, until, progress) -> dict[str, A
     optimizer = make_optimizer(model, cfg["lr"], cfg["weight_decay"])
     step, best, best_state = 0, -1.0, None
     if out_dir is not None:
-        step, best, best_state = start_or_resume(out_dir, model, optimizer, cfg, resume)
+        step, best, best_state = start_or_resume(out_dir, model, optimizer, cfg, resume, inputs)
     end, start = total if until is None else min(until, total), time.perf_counter()
     model.train()
     bar = tqdm(total=total, initial=step, unit="update", desc="fine-tuning", disable=not progress,
@@ -460,7 +479,7 @@ def _finetune(model, data, cfg, out_dir, resume, until, progress) -> dict[str, A
         if out_dir is not None:
             append_metrics(out_dir, record)
             if due or step % cfg["ckpt_interval"] == 0 or step == end:
-                save_checkpoint(out_dir, model, optimizer, cfg, step, best)
+                save_checkpoint(out_dir, model, optimizer, cfg, step, best, inputs)
         bar.update(1)
         bar.set_postfix(loss=f"{record['loss']:.3f}", **({"acc": f"{acc:.3f}"} if due else {}))
     bar.close()
@@ -542,25 +561,51 @@ def zero_shot(gpt: GPT, tokenizer: Tokenizer, task: Task, split: str = "test") -
 
 
 def save_checkpoint(out_dir: Path, model: FineTuneModel, optimizer: torch.optim.Optimizer,
-                    cfg: dict[str, Any], step: int, best: float) -> None:  # fmt: skip
+                    cfg: dict[str, Any], step: int, best: float, inputs: dict | None = None) -> None:  # fmt: skip
     """Everything an exact resume needs; the data position is `step` (orders come from seeds)."""
     atomic_save({"format": FORMAT, "step": step, "config": dict(cfg), "best_accuracy": best,
                  "kind": model.kind, "n_classes": model.n_classes, "model": model.state_dict(),
-                 "optimizer": optimizer.state_dict(), "rng": capture_rng()}, out_dir / LAST)  # fmt: skip
+                 "optimizer": optimizer.state_dict(), "rng": capture_rng(),
+                 "inputs": inputs or {}}, out_dir / LAST)  # fmt: skip
+
+
+INPUTS = {
+    "task": "the task's examples",
+    "pretrained": "the pre-trained model behind --checkpoint",
+    "tokenizer": "the pre-trained model's tokenizer",
+}  # what a resume must find unchanged
+
+
+def read_finetune_checkpoint(path: Path) -> dict[str, Any]:
+    """A fine-tuning checkpoint, its archive's checksums verified (chapter 06's
+    `verify_archive`), read with weights_only."""
+    verify_archive(path)
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def start_or_resume(out_dir: Path, model: FineTuneModel, optimizer: torch.optim.Optimizer,
-                    cfg: dict[str, Any], resume: bool) -> tuple[int, float, dict | None]:  # fmt: skip
+                    cfg: dict[str, Any], resume: bool, inputs: dict | None = None
+                    ) -> tuple[int, float, dict | None]:  # fmt: skip
     """(step, best validation accuracy, best weights) to start from: 0 for a new run, the
-    checkpoint's for a resumed one. A finished or started run is never overwritten."""
+    checkpoint's for a resumed one. A finished or started run is never overwritten, and a
+    resume refuses inputs that changed by content since the run started."""
     path = out_dir / LAST
     if not path.is_file():
         (out_dir / "metrics.jsonl").unlink(missing_ok=True)  # a run killed before its first save
         return 0, -1.0, None
     if not resume:
         raise FineTuneError(f"{out_dir} already holds a fine-tuning run: pass --resume to go on "
-                            "with it, or choose another --out-dir")  # fmt: skip
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+                            "with it, --overwrite to start it again, or choose another --out-dir")  # fmt: skip
+    try:
+        ckpt = read_finetune_checkpoint(path)
+    except CheckpointError as err:
+        raise FineTuneError(f"{err}: fine-tune again with --overwrite, or into another "
+                            "--out-dir") from None  # fmt: skip
+    for key, what in INPUTS.items():
+        if key in ckpt.get("inputs", {}) and ckpt["inputs"][key] != (inputs or {}).get(key):
+            raise FineTuneError(f"{what} changed since {path} was written (same name, other "
+                                "content): resume with the run's own inputs, or fine-tune into "
+                                "another --out-dir")  # fmt: skip
     changed = config_differences(ckpt["config"], cfg, RESUMABLE)
     if changed:
         raise FineTuneError(f"{path} was fine-tuned with other values of {', '.join(changed)}: "
@@ -573,7 +618,7 @@ def start_or_resume(out_dir: Path, model: FineTuneModel, optimizer: torch.optim.
     restore_rng(ckpt["rng"])
     keep_metrics_until(out_dir, ckpt["step"])
     best = out_dir / BEST
-    best_state = torch.load(best, weights_only=True)["model"] if best.is_file() else None
+    best_state = read_finetune_checkpoint(best)["model"] if best.is_file() else None
     return ckpt["step"], ckpt["best_accuracy"], best_state
 
 
@@ -596,6 +641,38 @@ def load_language_model(source: str | Path, device: str = "cpu") -> tuple[GPT, T
     return gpt, load_openai_tokenizer(folder)
 
 
+FINETUNE_FILES = (LAST, BEST, "metrics.jsonl", "finetune.yaml", "tokenizer.json", ".lock", "hf")
+
+
+def remove_finetune_files(out: Path) -> None:
+    """--overwrite: delete what a fine-tuning run wrote into `out` (not the lock we hold, nor
+    anything else), and say what by name."""
+    gone = [out / n for n in FINETUNE_FILES[:-2] if (out / n).is_file()]
+    gone += [p for p in out.glob(".*.tmp") if p.is_file()]  # write_atomically's leftovers
+    hf = out / "hf"
+    for path in gone:
+        path.unlink()
+    if hf.is_dir():
+        shutil.rmtree(hf)
+        gone.append(hf)
+    if gone:
+        print(f"removed the fine-tuning run in {out}: {', '.join(p.name for p in gone)}")
+
+
+def run_inputs(gpt: GPT, tokenizer: Tokenizer, task: Task) -> dict[str, str]:
+    """What a fine-tuning run fine-tunes, by content: digests of the task's examples, of the
+    pre-trained weights and of their tokenizer. A checkpoint records them; a resume whose task
+    file, pre-training run or tokenizer changed under the same name is refused."""
+    weights = hashlib.sha256()
+    for name, tensor in sorted(gpt.state_dict().items()):
+        weights.update(name.encode())
+        weights.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    examples = {s: [dataclasses.asdict(e) for e in exs] for s, exs in task.splits.items()}
+    return {"task": hashlib.sha256(json.dumps(examples, sort_keys=True).encode()).hexdigest(),
+            "pretrained": weights.hexdigest(),
+            "tokenizer": hashlib.sha256(tokenizer.to_str().encode()).hexdigest()}  # fmt: skip
+
+
 def resolve_task(name: str | Path) -> Task:
     """A task of this chapter by name, or a task file (.jsonl or .csv) of your own."""
     path = Path(name).expanduser()
@@ -611,28 +688,37 @@ def resolve_task(name: str | Path) -> Task:
 
 def run(checkpoint: str | Path, task: str | Path | Task, out_dir: str | Path,
         overrides: dict[str, Any] | Sequence[str] | None = None, resume: bool = False,
-        progress: bool = True, until: int | None = None) -> dict[str, Any]:  # fmt: skip
+        progress: bool = True, until: int | None = None, overwrite: bool = False) -> dict[str, Any]:  # fmt: skip
     """What `python -m gpt1_lib.finetune` does: fine-tune a pre-trained model on a task into
     the run directory `out_dir`, which gets the tokenizer (with the three new tokens), the
     config, checkpoints, metrics.jsonl and, when finished, an `hf/` folder for transformers."""
+    if until is not None and until < 1:
+        raise FineTuneError(f"--until must be a positive update number, got {until}")
+    if resume and overwrite:
+        raise FineTuneError("--resume and --overwrite exclude each other: choose one")
     cfg = finetune_config(overrides)
     gpt, tokenizer = load_language_model(checkpoint, resolve_device(cfg["device"]))
     task = task if isinstance(task, Task) else resolve_task(task)
+    inputs = run_inputs(gpt, tokenizer, task)
     model, data, tokenizer = prepare(gpt, tokenizer, task, cfg)
     cfg = {**cfg, "checkpoint": str(checkpoint), "task": task.name}  # a resume must match these
     out = Path(out_dir)
-    if not (out / LAST).is_file():  # a new run; a resumed (or refused) one keeps its files
-        out.mkdir(parents=True, exist_ok=True)
-        save_tokenizer(tokenizer, out / "tokenizer.json")
-        (out / "finetune.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    summary = finetune(model, data, cfg, out, resume, until, progress)
+    make_run_folder(out)
+    with exclusive(out, Processes()):  # before anything is written: a refused run writes nothing
+        check_run_folder(out, FINETUNE_FILES)
+        if overwrite:
+            remove_finetune_files(out)
+        if not (out / LAST).is_file():  # a new run; a resumed (or refused) one keeps its files
+            save_tokenizer(tokenizer, out / "tokenizer.json")
+            write_text_atomically(out / "finetune.yaml", yaml.safe_dump(cfg, sort_keys=False))
+        summary = _finetune(model, data, cfg, out, resume, until, progress, inputs)
     if "test_accuracy" in summary:
         summary["hf"] = save_hf(model, tokenizer, out / "hf", labels=task.labels)
     return {"task": task.name, "kind": task.kind, "chance": task.chance, **summary}
 
 
-USER_ERRORS = (FineTuneError, ConfigError, TaskError, CheckpointError, FileNotFoundError,
-               ConnectionError)  # fmt: skip
+USER_ERRORS = (FineTuneError, ConfigError, TaskError, CheckpointError, OSError)  # OSError:
+# a file that cannot be read or written, or no network (ConnectionError is one), named in one line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -648,15 +734,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help=f"override one setting (repeatable): {', '.join(FINETUNE_DEFAULTS)}")  # fmt: skip
     parser.add_argument("--resume", action="store_true", help="continue the run in --out-dir")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete the fine-tuning run in --out-dir and start again")  # fmt: skip
     parser.add_argument("--until", type=int, metavar="STEP", help="stop after this update")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
         summary = run(args.checkpoint, args.task, args.out_dir, args.overrides, args.resume,
-                      not args.no_progress, args.until)  # fmt: skip
+                      not args.no_progress, args.until, args.overwrite)  # fmt: skip
     except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # the exit status of python -m gpt1_lib.train's Ctrl-C too
+        print(f"\ninterrupted: continue with --resume --out-dir {args.out_dir}", file=sys.stderr)
+        return 130
     print(json.dumps(summary, indent=1))
     return 0
 
@@ -733,6 +824,7 @@ def save_hf(model: FineTuneModel, tokenizer: Tokenizer, directory: str | Path,
     `labels`: the class names a classifier's config.json gives (`Task.labels`)."""
     import os
     import shutil
+    import tempfile
 
     from safetensors.torch import save_file
 
@@ -747,17 +839,24 @@ def save_hf(model: FineTuneModel, tokenizer: Tokenizer, directory: str | Path,
         print(f"no hf/ folder: {err}")
         return None
     directory = Path(directory)
-    tmp, old = (directory.with_name(f".{directory.name}.{s}") for s in ("tmp", "old"))
-    for leftover in (tmp, old):  # from a run that crashed while saving
-        shutil.rmtree(leftover, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in directory.parent.glob(f".{directory.name}.*.tmp"):  # a crash while saving
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover)
+    # new folders of unique names (mkdtemp): a link planted in the run folder is never followed
+    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
+    old = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
+    os.chmod(tmp, 0o777 & ~os.umask(os.umask(0)))  # mkdtemp makes it 0700: readable as any folder
     save_file(tensors, tmp / "model.safetensors", metadata={"format": "pt"})
     (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    write_hf_tokenizer(tokenizer, tmp, model.transformer.config.n_ctx)
+    # a transformers user writes the input format as markup: "_start_...._classify_"
+    write_hf_tokenizer(tokenizer, tmp, model.transformer.config.n_ctx, split_special_tokens=False)
+    if directory.is_symlink():
+        directory.unlink()  # a planted link goes; what it points to is not touched
     if directory.exists():  # the old folder stays whole until the new one is in place
         os.replace(directory, old)
     os.replace(tmp, directory)
-    shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(old)
     return str(directory)
 
 

@@ -167,10 +167,7 @@ def from_pretrained(cls, name_or_dir: str | os.PathLike, **overrides: Any) -> GP
     Returns the model in eval mode, as `transformers` does; `.train()` to fine-tune.
     """
     config, state = read_hf_checkpoint(name_or_dir, overrides.pop("dropout", None))
-    model = cls(replace(config, **overrides))
-    check_state_dict(state, model.state_dict())
-    model.load_state_dict(state)
-    return model.eval()
+    return cls._from_state(replace(config, **overrides), state)
 
 
 @add_to_class(GPT)
@@ -179,8 +176,18 @@ def from_openai_release(cls, folder: str | os.PathLike, **overrides: Any) -> GPT
     """Load GPT-1 as OpenAI released it: `params_shapes.json` + `params_0.npy` ... in
     `folder` (see section 6); `overrides` change config fields. Returns eval mode."""
     config, state = read_openai_release(folder, n_head=overrides.pop("n_head", 12))
-    model = cls(replace(config, **overrides))
-    check_state_dict(state, model.state_dict())
+    return cls._from_state(replace(config, **overrides), state)
+
+
+@add_to_class(GPT)
+@classmethod
+def _from_state(cls, config: GPTConfig, state: dict[str, torch.Tensor]) -> GPT:
+    """The model of `config` holding `state`, in eval mode. The shapes are compared on a model
+    without memory (the meta device) first: a config.json naming huge sizes is refused before
+    anything of that size is allocated."""
+    with torch.device("meta"):
+        check_state_dict(state, cls(config).state_dict())
+    model = cls(config)
     model.load_state_dict(state)
     return model.eval()
 

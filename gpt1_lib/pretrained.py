@@ -22,7 +22,7 @@ import torch
 from tokenizers import Tokenizer
 
 from gpt1_lib.attention import GPTConfig
-from gpt1_lib.tokenizer import save_tokenizer, write_text_atomically
+from gpt1_lib.tokenizer import save_tokenizer, write_atomically, write_text_atomically
 
 HUB_ALIASES = {"openai-gpt": "openai-community/openai-gpt"}
 CONV1D_WEIGHTS = (
@@ -59,6 +59,10 @@ def config_from_hf(hf: Mapping[str, Any], dropout: float | None = None) -> GPTCo
             f"config.json sets different dropout rates ({found}) but GPTConfig has one for all "
             "three sites, as GPT-1 does: choose it, e.g. GPT.from_pretrained(path, dropout=0.1)"
         )
+    sizes = ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head")
+    if bad := [k for k in sizes if type(hf.get(k)) is not int or hf[k] < 1]:
+        raise ValueError(f"config.json gives no positive integer for {', '.join(bad)}: it is "
+                         "not an OpenAIGPT config; use the model's own config.json")  # fmt: skip
     return GPTConfig(
         vocab_size=hf["vocab_size"],
         n_ctx=hf["n_positions"],
@@ -162,7 +166,15 @@ def read_hf_checkpoint(
     config_file = directory / "config.json"
     if not config_file.is_file():
         raise ValueError(f"{directory} is not an HF OpenAIGPT checkpoint: it has no config.json")
-    config = config_from_hf(json.loads(config_file.read_text()), dropout)
+    try:
+        hf_config = json.loads(config_file.read_text(errors="replace"))
+    except ValueError as err:
+        raise ValueError(f"{config_file} is not valid JSON ({err}): replace it with the model's "
+                         "own config.json") from None  # fmt: skip
+    if not isinstance(hf_config, dict):
+        raise ValueError(f"{config_file} holds no JSON object of settings: replace it with the "
+                         "model's own config.json")  # fmt: skip
+    config = config_from_hf(hf_config, dropout)
     if (directory / WEIGHTS_FILE).is_file():
         tensors = load_file(directory / WEIGHTS_FILE)
     elif (directory / LEGACY_WEIGHTS_FILE).is_file():
@@ -180,12 +192,11 @@ def write_hf_checkpoint(
 
     directory = Path(directory)
     hf_config = config_to_hf(config)  # refuses what HF cannot represent, before writing
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp_weights, tmp_config = directory / f".{WEIGHTS_FILE}.tmp", directory / ".config.json.tmp"
-    save_file(state_dict_to_hf(state), tmp_weights, metadata={"format": "pt"})
-    tmp_config.write_text(json.dumps(hf_config, indent=2) + "\n")
-    os.replace(tmp_weights, directory / WEIGHTS_FILE)
-    os.replace(tmp_config, directory / "config.json")
+    tensors = state_dict_to_hf(state)
+    write_atomically(
+        directory / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"})
+    )
+    write_text_atomically(directory / "config.json", json.dumps(hf_config, indent=2) + "\n")
     return directory
 
 
@@ -252,9 +263,16 @@ SPECIAL_TOKEN_ROLES = {"<pad>": "pad_token", "<eos>": "eos_token", "<unk>": "unk
 
 
 def write_hf_tokenizer(
-    tokenizer: Tokenizer, directory: str | os.PathLike, model_max_length: int
+    tokenizer: Tokenizer,
+    directory: str | os.PathLike,
+    model_max_length: int,
+    split_special_tokens: bool = True,
 ) -> Path:
-    """Write the three files `transformers.AutoTokenizer.from_pretrained(directory)` reads."""
+    """Write the three files `transformers.AutoTokenizer.from_pretrained(directory)` reads.
+
+    `split_special_tokens`: read "<eos>" in a text as text, as gpt1_lib's `encode` does (the
+    default); False lets the text carry the special tokens as markup, as a fine-tuned model's
+    inputs do (chapter 09)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     added = tokenizer.get_added_tokens_decoder().values()
@@ -265,6 +283,7 @@ def write_hf_tokenizer(
         "tokenizer_class": "PreTrainedTokenizerFast",  # a tokenizer.json, as transformers 4 and 5 read it
         "model_max_length": model_max_length,
         "clean_up_tokenization_spaces": False,  # decode(encode(text)) == text, as in gpt1_lib
+        "split_special_tokens": split_special_tokens,
         **roles,
     }
     save_tokenizer(tokenizer, directory / "tokenizer.json")  # chapter 01's atomic writer

@@ -49,10 +49,31 @@ def load_config(name_or_path: str | os.PathLike) -> dict[str, Any]:
                 f"{', '.join(PROFILES)} or the path of a YAML file"
             )
         text = path.read_text()
-    config = yaml.safe_load(text) or {}
+    config = yaml.load(text, Loader=_UniqueKeyLoader)
+    if config is None:  # an empty file would silently train the defaults: GPT-1's size
+        raise ValueError(
+            f"{text_name} is empty: write the keys to set in it (gpt1_lib/configs/cpu.yaml is "
+            "an example), or pass a preset name"
+        )
     if not isinstance(config, dict):
         raise ValueError(f"{text_name}: a config must be a YAML mapping of key: value")
     return config
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice is an error: the usual loader keeps
+    the last one silently, so a config would not say what it trains."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice: keep one", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def detect_profile(gpu_presets: bool = True) -> tuple[str, str]:

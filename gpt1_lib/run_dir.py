@@ -14,11 +14,14 @@ into it.
 import contextlib
 import json
 import os
-from collections.abc import Callable, Iterator
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
-from gpt1_lib.checkpoint import BEST, LAST, CheckpointError, latest_checkpoint
+from gpt1_lib.checkpoint import BEST, LAST, TOKENIZER, CheckpointError, latest_checkpoint
 from gpt1_lib.config import ConfigError, config_differences
 from gpt1_lib.distributed import Processes
 from gpt1_lib.tokenizer import write_text_atomically
@@ -27,19 +30,28 @@ METRICS = "metrics.jsonl"
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """The records of a run's metrics.jsonl (a line torn by a kill is skipped)."""
+    """The records of a run's metrics.jsonl: JSON objects with an integer step. A line torn by
+    a kill, or anything else that is not such a record, is skipped."""
     path = Path(run_dir) / METRICS
     records = []
-    for line in path.read_text().splitlines() if path.is_file() else []:
+    for line in path.read_text(errors="replace").splitlines() if path.is_file() else []:
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if isinstance(record, dict) and type(record.get("step")) is int:
+            records.append(record)
     return records
 
 
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # POSIX: refuse to open through a link (not on Windows)
+
+
 def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
-    with open(run_dir / METRICS, "a") as f:  # closed at once: on disk before the next checkpoint
+    """Append one record, closed at once: on disk before the next checkpoint. A link planted at
+    the name is refused, never written through (`check_run_folder` says so first)."""
+    fd = os.open(run_dir / METRICS, os.O_WRONLY | os.O_APPEND | os.O_CREAT | NOFOLLOW, 0o666)
+    with os.fdopen(fd, "a") as f:
         f.write(json.dumps(record) + "\n")
 
 
@@ -49,7 +61,92 @@ def keep_metrics_until(run_dir: Path, step: int) -> None:
     write_text_atomically(run_dir / METRICS, "".join(json.dumps(r) + "\n" for r in kept))
 
 
-RUN_FILES = (LAST, BEST, METRICS, "config.yaml", "tokenizer.json")
+CONFIG = "config.yaml"
+CONFIG_HEADER = "# written by gpt1_lib: the resolved config of this run (--resume reads it)\n"
+RUN_FILES = (LAST, BEST, METRICS, CONFIG, "tokenizer.json", ".lock")  # what a run writes, and:
+SNAPSHOTS = "ckpt_step_*.pt"  # keep_every's weights (chapter 09 reads every one of them)
+KEPT = "ckpt_*.pt.corrupt*"  # unreadable checkpoints, kept for inspection: never deleted
+TENSORBOARD = "tensorboard"  # the run's TensorBoard folder, and its two runs in it:
+TENSORBOARD_RUNS = ("updates", "tokens")
+
+
+def _ours(path: Path, has_run: bool) -> bool:
+    """Whether a training run writes the entry `path` of a run folder (its name, and for
+    config.yaml its first line, or a checkpoint beside it, say so)."""
+    name = path.name
+    if name == CONFIG:
+        with open(path, "rb") as f:
+            return has_run or f.read(len(CONFIG_HEADER)) == CONFIG_HEADER.encode()
+    own = (*RUN_FILES, SNAPSHOTS)
+    return (
+        name in RUN_FILES
+        or fnmatch(name, SNAPSHOTS)
+        or any(  # write_atomically's leftovers
+            fnmatch(name, f".{pattern}.*.tmp") for pattern in own
+        )
+    )
+
+
+def run_files(run_dir: Path) -> tuple[list[Path], list[str]]:
+    """(the entries of `run_dir` a training run wrote, the names of everything else). Kept
+    `.corrupt` files belong to neither: they are never deleted and never in the way."""
+    has_run = any((run_dir / n).is_file() for n in (LAST, BEST))
+    own: list[Path] = []
+    other: list[str] = []
+    for path in sorted(run_dir.iterdir()) if run_dir.is_dir() else []:
+        if path.is_symlink():
+            other.append(f"{path.name} (a link)")
+        elif path.name == TENSORBOARD and path.is_dir():
+            for run in sorted(path.iterdir()):
+                ok = run.name in TENSORBOARD_RUNS and run.is_dir() and not run.is_symlink()
+                own.append(run) if ok else other.append(f"{TENSORBOARD}/{run.name}")
+        elif fnmatch(path.name, KEPT):
+            continue
+        elif path.is_file() and _ours(path, has_run):
+            own.append(path)
+        else:
+            other.append(path.name)
+    return own, other
+
+
+def make_run_folder(run_dir: Path) -> None:
+    """Create the run folder (and its parents), or say in one line why it cannot be: a file of
+    that name, a read-only disk, no permission."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir} is a file, not a folder: give --out-dir a folder's path")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=run_dir, prefix=".write-test.", suffix=".tmp")
+        probe.close()
+    except OSError as err:
+        raise CheckpointError(
+            f"cannot write into {run_dir} ({err.strerror or err}): choose an --out-dir on a "
+            "disk you can write to"
+        ) from None
+
+
+def check_run_folder(run_dir: Path, names: Sequence[str] | None = None) -> None:
+    """CheckpointError if a name the run writes (`names`; a training run's by default) is a
+    link: a run folder copied or unpacked from someone else must not redirect our writes (or
+    deletions) to a file outside it."""
+    if names is None:
+        names = [*RUN_FILES, TENSORBOARD, *(f"{TENSORBOARD}/{r}" for r in TENSORBOARD_RUNS)]
+    links = [n for n in names if (run_dir / n).is_symlink()]
+    if links:
+        raise CheckpointError(
+            f"{run_dir / links[0]} is a link, and a run writes only files of its own: remove the "
+            "link (what it points to is not touched) or choose another --out-dir"
+        )
+
+
+def remove_run_files(run_dir: Path, log: Callable[[str], None]) -> None:
+    """Delete what an earlier run wrote into `run_dir` (never the lock we hold), by name."""
+    gone = [p for p in run_files(run_dir)[0] if p.name != ".lock"]
+    for path in gone:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    if gone:
+        names = ", ".join(str(p.relative_to(run_dir)) for p in gone)
+        log(f"removed what the earlier run wrote into {run_dir}: {names}")
 
 
 def resume_point(
@@ -62,32 +159,59 @@ def resume_point(
     """The checkpoint to resume from (the main process decides, the others follow), or None.
 
     Without `resume`, a directory that already holds checkpoints is an error — a run is never
-    overwritten by accident — unless `overwrite` asks to delete that run first.
+    overwritten by accident — unless `overwrite` asks to delete that run first. A run that starts
+    from step 0 deletes only what a run wrote (listed by name), and refuses a folder that holds
+    anything else unless it is a run of ours being overwritten; a link is always refused.
     """
+    check_run_folder(run_dir)
     existing = [n for n in (LAST, BEST) if (run_dir / n).exists()]
-    if not resume:
-        if existing and not overwrite:
-            raise CheckpointError(
-                f"{run_dir} already holds a training run ({existing[0]}): pass --resume "
-                "(resume=True) to continue it, --overwrite to start it again, or choose another --out-dir"
-            )
+    if resume:
+        found, error = None, None
         if procs.main:
-            for path in [run_dir / n for n in RUN_FILES] + list(run_dir.glob("*.pt.*")):
-                path.unlink(missing_ok=True)
-        procs.barrier()
-        return None
-    found, error = None, None
-    if procs.main:
-        try:
-            found = latest_checkpoint(run_dir, log=log)
-        except CheckpointError as err:
-            error = str(err)
-    found, error = procs.from_main((found, error))
-    if error:
-        raise CheckpointError(error)
-    if found is None:
+            try:
+                found = latest_checkpoint(run_dir, log=log)
+            except CheckpointError as err:
+                error = str(err)
+        found, error = procs.from_main((found, error))
+        if error:
+            raise CheckpointError(error)
+        if found is not None:
+            return found
         log(f"no checkpoint in {run_dir}: starting from step 0")
-    return found
+    elif existing and not overwrite:
+        raise CheckpointError(
+            f"{run_dir} already holds a training run ({existing[0]}): pass --resume "
+            "(resume=True) to continue it, --overwrite to start it again, or choose another --out-dir"
+        )
+    other = run_files(run_dir)[1]
+    if other and not (overwrite and existing):
+        shown = ", ".join(other[:3]) + (f" and {len(other) - 3} more" if len(other) > 3 else "")
+        raise CheckpointError(
+            f"{run_dir} holds files gpt1_lib did not write ({shown}): train into an empty or new "
+            "--out-dir (nothing in it was changed)"
+        )
+    if procs.main:
+        remove_run_files(run_dir, log)
+    procs.barrier()
+    return None
+
+
+def check_same_inputs(
+    saved: dict[str, Any], current: dict[str, Any], path: Path, dataset: str
+) -> None:
+    """CheckpointError if the run would resume on other inputs than it started with, compared
+    by content: the corpus's texts and the run's tokenizer.json, whatever their names say.
+    (A checkpoint written before inputs were recorded has none to compare.)"""
+    what = {
+        "corpus": f"the text of the corpus {dataset}",
+        "tokenizer": f"{path.parent / TOKENIZER}",
+    }
+    for key, name in what.items():
+        if key in saved and saved[key] != current.get(key):
+            raise CheckpointError(
+                f"{name} is not what {path.name} was trained on (same name, other content): "
+                "resume with the run's own inputs, or start a new run (--overwrite, or another --out-dir)"
+            )
 
 
 def check_same_run(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
@@ -99,9 +223,6 @@ def check_same_run(saved: dict[str, Any], current: dict[str, Any], path: Path) -
             f"the config disagrees with the checkpoint {path}: {what}. Resume with the checkpoint's "
             f"values (e.g. --set {diffs[0]}={saved.get(diffs[0])}) or train into a new --out-dir"
         )
-
-
-TENSORBOARD = "tensorboard"  # the run directory's folder of TensorBoard event files
 
 
 def tensorboard_writer() -> type:
@@ -122,9 +243,10 @@ class TensorBoardLog:
 
     def __init__(self, run_dir: Path, step: int = 0, tokens_seen: int = 0) -> None:
         writer, root = tensorboard_writer(), Path(run_dir) / TENSORBOARD
+        updates, tokens = TENSORBOARD_RUNS
         # After a resume, hide what was logged past the checkpoint: the run logs it again.
-        self.updates = writer(root / "updates", purge_step=step + 1 if step else None)
-        self.tokens = writer(root / "tokens", purge_step=tokens_seen + 1 if tokens_seen else None)
+        self.updates = writer(root / updates, purge_step=step + 1 if step else None)
+        self.tokens = writer(root / tokens, purge_step=tokens_seen + 1 if tokens_seen else None)
 
     def write(self, record: dict[str, Any]) -> None:
         step, tokens = record["step"], record["tokens_seen"]
@@ -160,7 +282,8 @@ def exclusive(run_dir: Path, procs: Processes) -> Iterator[None]:
         return
     fd, error = None, None
     if procs.main:
-        fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        check_run_folder(run_dir)  # the lock is opened without following a link, too
+        fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT | NOFOLLOW, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             os.ftruncate(fd, 0)

@@ -92,9 +92,10 @@ def next_token_probs(
     temperature=0 is its limit: all the mass on the most likely token (greedy).
     """
     check_sampling_args(temperature, top_k, top_p)
+    check_finite(logits)
     if temperature == 0:
         return F.one_hot(logits.argmax(dim=-1), logits.size(-1)).to(torch.float32)
-    return filter_logits(logits.float() / temperature, top_k, top_p).softmax(dim=-1)
+    return filter_logits(scale(logits.float(), temperature), top_k, top_p).softmax(dim=-1)
 
 
 def sample_next(
@@ -113,10 +114,13 @@ def sample_next(
     cheaper than sorting the vocabulary with torch or `torch.multinomial` over it. Each
     operation counts: in a decoding loop a small one costs several microseconds (section 9).
     """
+    check_finite(logits)
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)
     check_sampling_args(temperature, top_k, top_p)
-    scaled = logits.float() if temperature == 1 else logits.float() / temperature
+    scaled = logits.float()
+    if temperature != 1:
+        scaled = scale(scaled, temperature)
     nucleus = top_p is not None and top_p < 1.0
     if top_k is None:  # the whole distribution, in id order
         probs = scaled.softmax(dim=-1)
@@ -127,6 +131,25 @@ def sample_next(
         mass_before = probs.cumsum(dim=-1) - probs
         probs = values.masked_fill(mass_before >= top_p, float("-inf")).softmax(dim=-1)
     return draw(probs, ids, generator)
+
+
+def scale(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """logits / temperature, exact for any temperature > 0. The row's largest logit is taken
+    off first, so nothing overflows (a tiny temperature sends the others to -inf: the limit is
+    greedy), and the division is done in float64, where a temperature such as 1e-45 is an
+    ordinary number (in float32 it is a denormal, which a CPU flushing them makes 0)."""
+    shifted = logits - logits.amax(dim=-1, keepdim=True)
+    return (shifted.double() / temperature).float()
+
+
+def check_finite(logits: torch.Tensor) -> None:
+    """ValueError if any logit is NaN or infinite: a sample from them would be garbage (every
+    draw the last id), and the model's weights, not the sampler, are what is broken."""
+    if not torch.isfinite(logits).all():
+        raise ValueError(
+            "the model's logits are not finite (NaN or inf): its weights are broken (a diverged "
+            "run, or a corrupt file); sample from an earlier checkpoint"
+        )
 
 
 def draw(probs: torch.Tensor, ids: torch.Tensor | None, generator: torch.Generator | None):
@@ -473,12 +496,29 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """The command line: parse, check, load, then stream each sample to stdout."""
+    """The command line: one line and exit 1 on a user's error; 130 on Ctrl-C (as training);
+    141 (a broken pipe's code) when the reader stops reading, as `... | head` does."""
     args = _parse_args(argv)
+    try:
+        _sample(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        sys.exit(130)
+    except BrokenPipeError:  # nothing is wrong: keep Python from complaining at exit too
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
+
+
+def _sample(args: argparse.Namespace) -> None:
+    """Check, load, then stream each sample to stdout."""
     try:
         check_sampling_args(args.temperature, args.top_k, args.top_p, args.max_new_tokens)
         if args.num_samples < 1:
             raise ValueError(f"--num-samples must be >= 1, got {args.num_samples}")
+        try:
+            args.prompt.encode("utf-8")
+        except UnicodeEncodeError:  # bytes the shell could not decode: surrogates in the str
+            raise ValueError("--prompt is not valid UTF-8 text: pass it as UTF-8") from None
         device = args.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -507,18 +547,24 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.num_samples > 1:
             print(f"--- sample {i + 1} ---")
         print(decode(tokenizer, ids) if args.prompt else "", end="", flush=True)
-        for piece in stream(
-            model,
-            tokenizer,
-            ids,
-            args.max_new_tokens,
-            args.temperature,
-            args.top_k,
-            args.top_p,
-            generator=generator,
-        ):
-            print(piece, end="", flush=True)
+        try:
+            for piece in stream(
+                model,
+                tokenizer,
+                ids,
+                args.max_new_tokens,
+                args.temperature,
+                args.top_k,
+                args.top_p,
+                generator=generator,
+            ):
+                print(piece, end="", flush=True)
+        except ValueError as err:  # non-finite logits: broken weights
+            sys.exit(f"\nerror: {err}")
         print()
+
+
+SEQ_BLOCK = 1 << 16  # tokens per row the decoding loop allocates at a time
 
 
 def decode_steps(
@@ -542,10 +588,14 @@ def decode_steps(
         )
     n_ctx = model.config.n_ctx
     decoder = Decoder(model, idx.size(0)) if use_cache else None
-    seq = idx.new_empty(idx.size(0), idx.size(1) + max_new_tokens)  # allocated once
+    # allocated once for a usual length; a huge max_new_tokens grows it as the tokens come
+    seq = idx.new_empty(idx.size(0), idx.size(1) + min(max_new_tokens, SEQ_BLOCK))
     seq[:, : idx.size(1)] = idx
     end, token = idx.size(1), None
     for _ in range(max_new_tokens):
+        if end == seq.size(1):  # keep the last window and room for the next block of tokens
+            seq = torch.cat([seq[:, end - n_ctx :], seq.new_empty(seq.size(0), SEQ_BLOCK)], dim=1)
+            end = n_ctx
         window = seq[:, max(0, end - n_ctx) : end]
         if decoder is None:
             last = model(window)[0][:, -1]

@@ -96,10 +96,17 @@ def _check_special_tokens(tokenizer: Tokenizer, what: str) -> None:
 
 
 def encode(tokenizer: Tokenizer, text: str) -> list[int]:
-    """Token ids of `text`, with no special tokens added."""
+    """Token ids of `text`, with no special tokens added, and none read from it: a text that
+    contains `<eos>` (or fine-tuning's `_classify_`) gets the bytes of those letters. User text
+    is always text; a special token goes in by its id."""
     if not isinstance(text, str):
         raise TypeError(f"encode() takes a str, got {type(text).__name__}")
-    return tokenizer.encode(text, add_special_tokens=False).ids
+    matched = tokenizer.encode_special_tokens
+    tokenizer.encode_special_tokens = True  # spell special tokens found in the text from bytes
+    try:
+        return tokenizer.encode(text, add_special_tokens=False).ids
+    finally:
+        tokenizer.encode_special_tokens = matched
 
 
 def decode(tokenizer: Tokenizer, ids) -> str:
@@ -115,16 +122,45 @@ def decode(tokenizer: Tokenizer, ids) -> str:
 
 def write_atomically(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """Call write(tmp_path), then rename the file over `path`: a crash never leaves a
-    half-written file under the name (the rename is atomic within a directory)."""
+    half-written file under the name (the rename is atomic within a directory).
+
+    The one way the library writes a file. It never writes through a link: the temporary file
+    is new (`mkstemp`, a unique name opened with O_EXCL), and the rename replaces a link planted
+    at `path` instead of following it. The file and the rename are flushed to disk, and the file
+    gets the permissions a plain `open` would give it.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp_name)
+        _fsync(tmp_name)
+        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes it 0600
         os.replace(tmp_name, path)
+        _fsync(path.parent)
     finally:
         Path(tmp_name).unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fsync(path: str | os.PathLike) -> None:
+    """Flush a file, or a folder's entries (a rename), to disk; a no-op where unsupported."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # Windows cannot open a folder
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_text_atomically(path: str | os.PathLike, text: str) -> None:

@@ -35,7 +35,9 @@ from gpt1_lib.trainer import Trainer, TrainingError
 __all__ = ["USER_ERRORS", "Trainer", "TrainingError", "load_config", "load_model", "main",
            "read_metrics", "train"]  # fmt: skip
 
-USER_ERRORS = (ConfigError, DataError, CheckpointError, TrainingError, FileNotFoundError)
+# What a user can cause: one line each, no traceback. OSError: a file that cannot be read or
+# written (no permission, a full disk), named in the message with its reason.
+USER_ERRORS = (ConfigError, DataError, CheckpointError, TrainingError, OSError)
 
 
 def default_work_dir(config: Any) -> Path:

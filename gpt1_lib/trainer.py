@@ -14,7 +14,6 @@ Its methods are grown one per cell in chapter 06 and attached with `add_to_class
 import contextlib
 import math
 import random
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,11 +31,12 @@ from gpt1_lib.checkpoint import (
     LAST,
     atomic_save,
     capture_rng,
+    file_digest,
     read_checkpoint,
     restore_rng,
 )
 from gpt1_lib.config import ConfigError
-from gpt1_lib.data import DataError, corpus_files, prepare_tokens
+from gpt1_lib.data import DataError, corpus_content, corpus_files, prepare_tokens
 from gpt1_lib.distributed import start_processes
 from gpt1_lib.model import GPT, add_to_class, model_config
 from gpt1_lib.optim import lr_at, make_optimizer
@@ -48,17 +48,25 @@ from gpt1_lib.precision import (
     resolve_device,
 )
 from gpt1_lib.run_dir import (
-    TENSORBOARD,
+    CONFIG,
+    CONFIG_HEADER,
     TensorBoardLog,
     append_metrics,
+    check_same_inputs,
     check_same_run,
     exclusive,
     keep_metrics_until,
+    make_run_folder,
     read_metrics,
     resume_point,
     tensorboard_writer,
 )
-from gpt1_lib.tokenizer import load_tokenizer, prepare_tokenizer, save_tokenizer
+from gpt1_lib.tokenizer import (
+    load_tokenizer,
+    prepare_tokenizer,
+    save_tokenizer,
+    write_text_atomically,
+)
 
 
 class TrainingError(RuntimeError):
@@ -76,6 +84,7 @@ class Trainer:
                  on_checkpoint: Callable[[list[Path]], None] | None = None) -> None:  # fmt: skip
         self.cfg, self.out_dir, self.work_dir = cfg, Path(out_dir), Path(work_dir)
         self.on_checkpoint, self.tb = on_checkpoint, None
+        self.inputs: dict[str, Any] = {}  # what the run trains on, by content (prepare_data)
         if cfg["tensorboard"]:
             tensorboard_writer()  # a missing package stops the run before anything is done
         device = resolve_device(cfg["device"])
@@ -128,6 +137,9 @@ def prepare_data(self, resuming: bool) -> None:
             cfg["dataset"], tokenizer, self.work_dir, cfg["val_fraction"], self.progress
         )
     self.procs.barrier()  # the others find the files the main process made
+    # What this run trains on, by content: every checkpoint records it, a resume compares it.
+    self.inputs = {"corpus": corpus_content(cfg["dataset"], self.work_dir / "tokens"),
+                   "tokenizer": file_digest(tok_file)}  # fmt: skip
     if not self.procs.main:
         tokenizer = load_tokenizer(tok_file)
         files = prepare_tokens(cfg["dataset"], tokenizer, self.work_dir, cfg["val_fraction"], False)
@@ -168,9 +180,7 @@ def start_fresh(self) -> None:
     torch.manual_seed(seed + self.procs.rank)  # each process draws its own dropout masks
     self.step, self.best_val, self.window, self.tokens_seen = 0, math.inf, [0.0, 0], 0
     self.resumed_from = self.last_saved = None
-    if self.procs.main:
-        (self.out_dir / "metrics.jsonl").unlink(missing_ok=True)
-        shutil.rmtree(self.out_dir / TENSORBOARD, ignore_errors=True)
+    # resume_point has already removed what an earlier run wrote here
 
 
 @add_to_class(Trainer)
@@ -254,7 +264,7 @@ def save(self, names: list[str]) -> None:
     if self.procs.main:
         lean = {"format": FORMAT, "step": self.step, "config": dict(self.cfg),
                 "model": self.raw.state_dict(), "best_val_loss": self.best_val,
-                "tokens_seen": self.tokens_seen}  # fmt: skip
+                "tokens_seen": self.tokens_seen, "inputs": self.inputs}  # fmt: skip
         complete = {
             **lean, "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
@@ -292,7 +302,7 @@ def fit(
         raise ConfigError(f"until must be a positive update number, got {until}")
     if resume and overwrite:
         raise ConfigError("resume and overwrite exclude each other: choose one")
-    self.out_dir.mkdir(parents=True, exist_ok=True)
+    make_run_folder(self.out_dir)
     with exclusive(self.out_dir, self.procs):
         return self._fit(resume, until, overwrite)
 
@@ -305,11 +315,15 @@ def _fit(self, resume: bool, until: int | None, overwrite: bool) -> dict[str, An
     if ckpt is not None:
         check_same_run(ckpt["config"], cfg, path)
     self.prepare_data(resuming=ckpt is not None)
+    if ckpt is not None:
+        check_same_inputs(ckpt.get("inputs", {}), self.inputs, path, cfg["dataset"])
     self.build()
     self.restore(ckpt, path) if ckpt is not None else self.start_fresh()
     del ckpt
     if self.procs.main:
-        (out / "config.yaml").write_text(yaml.safe_dump(dict(cfg), sort_keys=False))
+        write_text_atomically(
+            out / CONFIG, CONFIG_HEADER + yaml.safe_dump(dict(cfg), sort_keys=False)
+        )
         if cfg["tensorboard"]:
             self.tb = TensorBoardLog(out, self.step, self.tokens_seen)
     end = cfg["max_steps"] if until is None else min(until, cfg["max_steps"])

@@ -172,18 +172,33 @@ def test_a_full_disk_while_tokenizing_leaves_nothing_to_reuse(tmp_path, monkeypa
     needed, no partial file is left, and the next run tokenizes everything."""
     tok, work = byte_tokenizer(), tmp_path / "work"
     corpus = make_corpus(tmp_path / "corpus.txt", n_lines=2000)
-    writes = []
+    writes, real_open = [], open
 
-    class FillsTheDisk(np.ndarray):
-        def tofile(self, f, *args, **kwargs):
+    class FillsTheDisk:
+        """A file being written whose third write finds the disk full, half-way through."""
+
+        def __init__(self, f) -> None:
+            self.f = f
+
+        def write(self, data: bytes) -> int:
             writes.append(1)
             if len(writes) == 3:  # two chunks written, the third finds the disk full
-                np.asarray(self)[: len(self) // 2].tofile(f)
+                self.f.write(data[: len(data) // 2])
                 raise OSError(errno.ENOSPC, "No space left on device")
-            np.asarray(self).tofile(f)
+            return self.f.write(data)
 
-    real_encode, real_range = data._encode, data._encode_range
-    monkeypatch.setattr(data, "_encode", lambda *a: real_encode(*a).view(FillsTheDisk))
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.f.__exit__(*exc)
+
+    def opening(path, mode="r", *args, **kwargs):
+        f = real_open(path, mode, *args, **kwargs)
+        return FillsTheDisk(f) if "w" in mode else f
+
+    real_range = data._encode_range
+    monkeypatch.setattr(data, "open", opening, raising=False)
     monkeypatch.setattr(data, "_encode_range", lambda *a: real_range(*a, chunk_bytes=4096))
     with pytest.raises(DataError) as caught:
         prepare_tokens(str(corpus), tok, work, progress=False)

@@ -25,11 +25,9 @@ import os, signal, sys, torch
 real_save, calls = torch.save, [0]
 def dying_save(obj, f, *args, **kwargs):
     calls[0] += 1
-    if calls[0] == int(os.environ["KILL_AT_SAVE"]):
+    if calls[0] == int(os.environ["KILL_AT_SAVE"]):  # f: the writer's temporary file's path
         real_save(obj, f, *args, **kwargs)
-        f.flush()
-        f.truncate(f.tell() // 2)
-        f.flush()
+        os.truncate(f, os.path.getsize(f) // 2)
         os.kill(os.getpid(), signal.SIGKILL)
     real_save(obj, f, *args, **kwargs)
 torch.save = dying_save
@@ -108,8 +106,9 @@ def test_killed_while_writing_a_checkpoint_resumes_from_the_previous_one(
     setup, tmp_path, kill_at_save
 ):
     """Saves: last@6 and (lean) best@6 together, last@10, ...: a kill inside the 2nd leaves a
-    half-written ckpt_best.pt.tmp, inside the 3rd a half-written ckpt_last.pt.tmp; both resume
-    exactly from the complete ckpt_last.pt of update 6."""
+    half-written temporary file of ckpt_best.pt (.ckpt_best.pt.XXXX.tmp), inside the 3rd one of
+    ckpt_last.pt; both resume exactly from the complete ckpt_last.pt of update 6, and the
+    resume removes the torn file."""
     config, config_file, work, reference = setup
     proc = subprocess.run(
         [sys.executable, "-c", DYING_SAVE, "--config", str(config_file), "--out-dir", str(tmp_path),
@@ -118,10 +117,11 @@ def test_killed_while_writing_a_checkpoint_resumes_from_the_previous_one(
         timeout=300,
     )  # fmt: skip
     assert proc.returncode == -signal.SIGKILL, proc.stderr
-    assert len(list(tmp_path.glob("*.pt.tmp"))) == 1  # the torn write
+    torn = list(tmp_path.glob(".ckpt_*.pt.*.tmp"))
+    assert len(torn) == 1  # the torn write
     expected_step = {2: 6, 3: 6}[kill_at_save]
     summary = train(config, tmp_path, resume=True, progress=False, work_dir=work)
-    assert summary["resumed_from"] == expected_step
+    assert summary["resumed_from"] == expected_step and not torn[0].exists()
     assert_same_as_reference(tmp_path, reference)
 
 

@@ -128,13 +128,17 @@ def test_train_tokenizer_learns_exactly_the_merges_of_bpe_by_hand(tmp_path):
     assert len(merges) == 80  # not cut short: the text has more pairs to merge
 
 
-def test_special_tokens_have_fixed_ids_and_stay_whole(tokenizer):
+def test_special_tokens_have_fixed_ids_and_user_text_never_produces_them(tokenizer):
+    """User text is always text: the letters of a special token are encoded as letters (a
+    prompt or a task example cannot smuggle one in); the token itself goes in by its id."""
     assert (tokenizer.token_to_id(PAD), tokenizer.token_to_id(EOS)) == (PAD_ID, EOS_ID) == (0, 1)
-    ids = encode(tokenizer, f"the end{EOS}")
-    assert ids[-1] == EOS_ID and EOS_ID not in ids[:-1]
-    assert encode(tokenizer, PAD) == [PAD_ID]
+    letters = encode(tokenizer, f"the end{EOS}{PAD}")
+    assert PAD_ID not in letters and EOS_ID not in letters
+    assert decode(tokenizer, letters) == f"the end{EOS}{PAD}"
+    assert decode(tokenizer, encode(tokenizer, "the end") + [EOS_ID]) == f"the end{EOS}"
     assert decode(tokenizer, [PAD_ID, EOS_ID]) == PAD + EOS
     assert EOS_ID not in encode(tokenizer, "the end")  # encode adds no special token itself
+    assert tokenizer.encode_special_tokens is False  # encode leaves the tokenizer as it was
 
 
 def test_every_byte_is_in_the_vocabulary(tokenizer):
