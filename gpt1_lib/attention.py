@@ -10,6 +10,8 @@ PyTorch's fused kernel (`F.scaled_dot_product_attention`) as the fast path, and 
 when the attention maps are wanted.
 """
 
+from __future__ import annotations
+
 import math
 from dataclasses import dataclass
 

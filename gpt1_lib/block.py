@@ -9,6 +9,8 @@ Submodule names follow Hugging Face's OpenAIGPT `Block` (`attn.c_attn`, `attn.c_
 `mlp.c_fc`, `mlp.c_proj`, `ln_2`), so the original weights load by name.
 """
 
+from __future__ import annotations
+
 import torch
 import torch.nn.functional as F
 from torch import nn

@@ -12,6 +12,8 @@ always points at a complete file; it is read with `weights_only=True`, once the 
 its archive check out. `load_model(run_dir)` gives the trained GPT of a run directory.
 """
 
+from __future__ import annotations
+
 import hashlib
 import os
 import random
@@ -19,7 +21,7 @@ import shutil
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -39,7 +41,7 @@ class CheckpointError(ValueError):
 
 def capture_rng() -> dict[str, Any]:
     """The state of every random-number generator a training step draws from."""
-    _, keys, pos, has_gauss, cached = np.random.get_state()
+    _, keys, pos, has_gauss, cached = cast(tuple, np.random.get_state())  # the legacy tuple
     return {
         "python": random.getstate(),
         "numpy": (torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)),
@@ -141,7 +143,9 @@ def latest_checkpoint(
     for tmp in sorted(run_dir.glob(".ckpt_*.pt.*.tmp")):  # write_atomically's temporary names
         tmp.unlink()
         log(f"removed {tmp.name}: a checkpoint write that was interrupted")
-    readable, broken, lean = [], [], []
+    readable: list[tuple[int, Path]] = []  # (step, path) of complete checkpoints
+    lean: list[tuple[int, Path]] = []  # and of weights-only ones
+    broken: list[str] = []
     for name in (LAST, BEST):
         path = run_dir / name
         if not path.exists():

@@ -10,6 +10,8 @@ work raises `ConfigError` with a message that says what to change. The model of 
 `gpt1_lib.model.model_config(config)`: the one derivation the trainer and `load_model` share.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import difflib
 import math

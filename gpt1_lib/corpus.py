@@ -11,6 +11,8 @@ points at a local folder laid out `<corpus>/<file>` for CI and offline machines.
 and `fetch_release` do the same for GPT-1's published tokenizer and weights.
 """
 
+from __future__ import annotations
+
 import codecs
 import hashlib
 import os
@@ -461,8 +463,8 @@ def fetch_release(name: str, data_dir: Path | None = None) -> Path:
         raise ValueError(f"unknown release {name!r}: use one of {', '.join(sorted(RELEASES))}")
     release = RELEASES[name]
     folder = _data_root(data_dir) / release.folder
-    if mirror := os.environ.get(MIRROR_ENV):
-        mirror = Path(mirror).expanduser()
+    if mirror_env := os.environ.get(MIRROR_ENV):
+        mirror = Path(mirror_env).expanduser()
         missing = [
             f.filename
             for f in release.files

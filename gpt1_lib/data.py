@@ -14,6 +14,8 @@ once and caches them under what the text *is* (its size and SHA-256) and the tok
 corpus downloaded again (a fresh Colab runtime) reuses them.
 """
 
+from __future__ import annotations
+
 import errno
 import glob
 import hashlib
@@ -50,7 +52,7 @@ class TokenFiles:
     dtype: str
     vocab_size: int
 
-    def windows(self, split: str, n_ctx: int, batch_size: int, seed: int) -> "Windows":
+    def windows(self, split: str, n_ctx: int, batch_size: int, seed: int) -> Windows:
         """The batch sampler of the 'train' or 'val' split."""
         path = {"train": self.train, "val": self.val}[split]
         name = "training" if split == "train" else "validation"
@@ -84,8 +86,9 @@ class Windows:
         """(inputs, targets), both (batch_size, n_ctx) int64; targets are inputs shifted by one."""
         rng = np.random.default_rng((self.seed, index))
         starts = rng.integers(0, len(self.tokens) - self.n_ctx, size=self.batch_size)
-        rows = np.stack([self.tokens[s : s + self.n_ctx + 1] for s in starts]).astype(np.int64)
-        rows = torch.from_numpy(rows)
+        rows = torch.from_numpy(
+            np.stack([self.tokens[s : s + self.n_ctx + 1] for s in starts]).astype(np.int64)
+        )
         return rows[:, :-1].contiguous(), rows[:, 1:].contiguous()
 
 

@@ -5,6 +5,8 @@
 """Data parallelism: where this process stands in a torchrun job, and the few collectives the
 training loop needs (each a no-op in a single process)."""
 
+from __future__ import annotations
+
 import os
 from dataclasses import dataclass
 from typing import Any

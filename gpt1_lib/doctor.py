@@ -286,12 +286,15 @@ def hub_line(timeout: float = 3.0, check: Callable[[float], bool] | None = None)
     if setting := _offline_setting():
         return f"unreachable ({setting}: offline by choice)"
     if check is None:
-        from gpt1_lib.pretrained import hub_reachable as check
+        from gpt1_lib.pretrained import hub_reachable
+
+        check = hub_reachable
+    probe: Callable[[float], bool] = check
     answer: list[bool | str] = []
 
     def ask() -> None:
         try:
-            answer.append(check(timeout))
+            answer.append(probe(timeout))
         except Exception as err:  # e.g. huggingface_hub missing: say so
             answer.append(f"{type(err).__name__}: {err}")
 

@@ -6,6 +6,8 @@
 task-specific input transformations, a linear head on the extract token, and the objective
 L3 = L2 + λ·L1; the recipe, the run directory and the command line."""
 
+from __future__ import annotations
+
 import argparse
 import dataclasses
 import hashlib
@@ -37,9 +39,9 @@ from gpt1_lib.checkpoint import (
 from gpt1_lib.config import ConfigError, _bool, _float, _int, config_differences, parse_overrides
 from gpt1_lib.corpus import fetch, fetch_release
 from gpt1_lib.distributed import Processes
-from gpt1_lib.model import GPT, add_to_class, init_weights
+from gpt1_lib.model import GPT, init_weights
 from gpt1_lib.optim import make_optimizer
-from gpt1_lib.precision import resolve_device
+from gpt1_lib.precision import resolve_device, training_settings
 from gpt1_lib.run_dir import (
     append_metrics,
     check_run_folder,
@@ -80,7 +82,7 @@ def add_special_tokens(tokenizer: Tokenizer, vocab_size: int) -> tuple[Tokenizer
         raise FineTuneError(f"the tokenizer has {size} ids but the model only {vocab_size} rows: "
                             "use the tokenizer the model was trained with")  # fmt: skip
     grown.add_special_tokens([f"<unused_{i}>" for i in range(size, vocab_size)] + list(SPECIAL))
-    ids = [grown.token_to_id(t) for t in SPECIAL]
+    ids = [i for t in SPECIAL if (i := grown.token_to_id(t)) is not None]
     assert ids == list(range(vocab_size, vocab_size + 3)), ids
     return grown, ids
 
@@ -217,6 +219,32 @@ class FineTuneModel(nn.Module):
         its LM head (chapter 04)."""
         return self.transformer.hidden(idx)
 
+    def forward(
+        self: FineTuneModel, idx: torch.Tensor, mask: torch.Tensor, last: torch.Tensor,
+        labels: torch.Tensor | None = None, lm_coef: float = 0.5,
+    ) -> FineTuneOutput:  # fmt: skip
+        """idx, mask (B, C, T) and last (B, C) from `collate` -> logits (B, classes or choices)
+        and, with labels, the losses. The LM term is computed only when it counts (lm_coef > 0)."""
+        B, C, T = idx.shape
+        h = self.hidden(idx.view(B * C, T))  # every choice in one (B*C, T) pass
+        pooled = h[torch.arange(B * C, device=idx.device), last.view(-1)].view(B, C, -1)
+        if self.kind == "similarity":
+            pooled = pooled.sum(1, keepdim=True)  # both orderings added, before the head
+        if self.training and self.clf_dropout > 0:  # one mask per example, shared by its choices
+            keep = pooled.new_ones(B, 1, pooled.size(-1))
+            pooled = pooled * F.dropout(keep, self.clf_dropout, training=True)
+        scores = self.head(pooled)  # (B, C, 1) or (B, 1, classes)
+        logits = scores.view(B, C) if self.kind == "multiple_choice" else scores[:, 0]
+        if labels is None:
+            return FineTuneOutput(logits, None, None, None)
+        clf = F.cross_entropy(logits, labels)
+        lm = None
+        if lm_coef > 0:  # L1 over every sequence; the head runs only where a loss is taken
+            lm = masked_lm_loss(
+                self.transformer.lm_head, h, idx.view(B * C, T), mask.view(B * C, T)
+            )
+        return FineTuneOutput(logits, clf, lm, clf if lm is None else clf + lm_coef * lm)
+
 
 def lm_loss(logits: torch.Tensor, idx: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """OpenAI's auxiliary LM loss: per sequence, the mean next-token cross-entropy over its real
@@ -235,32 +263,6 @@ def masked_lm_loss(
     nll = F.cross_entropy(head(h[:, :-1][keep]), idx[:, 1:][keep], reduction="none")
     per_token = (1.0 / mask[:, 1:].sum(1, keepdim=True)).expand_as(keep)[keep]
     return (nll * per_token).sum() / idx.size(0)
-
-
-@add_to_class(FineTuneModel)
-def forward(
-    self: FineTuneModel, idx: torch.Tensor, mask: torch.Tensor, last: torch.Tensor,
-    labels: torch.Tensor | None = None, lm_coef: float = 0.5,
-) -> FineTuneOutput:  # fmt: skip
-    """idx, mask (B, C, T) and last (B, C) from `collate` -> logits (B, classes or choices)
-    and, with labels, the losses. The LM term is computed only when it counts (lm_coef > 0)."""
-    B, C, T = idx.shape
-    h = self.hidden(idx.view(B * C, T))  # every choice in one (B*C, T) pass
-    pooled = h[torch.arange(B * C, device=idx.device), last.view(-1)].view(B, C, -1)
-    if self.kind == "similarity":
-        pooled = pooled.sum(1, keepdim=True)  # both orderings added, before the head
-    if self.training and self.clf_dropout > 0:  # one mask per example, shared by its choices
-        keep = pooled.new_ones(B, 1, pooled.size(-1))
-        pooled = pooled * F.dropout(keep, self.clf_dropout, training=True)
-    scores = self.head(pooled)  # (B, C, 1) or (B, 1, classes)
-    logits = scores.view(B, C) if self.kind == "multiple_choice" else scores[:, 0]
-    if labels is None:
-        return FineTuneOutput(logits, None, None, None)
-    clf = F.cross_entropy(logits, labels)
-    lm = None
-    if lm_coef > 0:  # L1 over every sequence; the head runs only where a loss is taken
-        lm = masked_lm_loss(self.transformer.lm_head, h, idx.view(B * C, T), mask.view(B * C, T))
-    return FineTuneOutput(logits, clf, lm, clf if lm is None else clf + lm_coef * lm)
 
 
 FINETUNE_DEFAULTS: dict[str, Any] = {
@@ -430,18 +432,18 @@ def finetune(model: FineTuneModel, data: dict[str, Encoded], cfg: dict[str, Any]
     `inputs`: digests of what the run fine-tunes (`run_inputs`), recorded in its checkpoints
     and compared on resume.
     """
+    settings = training_settings(device_of(model))  # chapter 06's: denormals flushed on a CPU
     if out_dir is None:
-        return _finetune(model, data, cfg, None, resume, until, progress)
+        with settings:
+            return _finetune(model, data, cfg, None, resume, until, progress)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with exclusive(out_dir, Processes()):
+    with exclusive(out_dir, Processes()), settings:
         return _finetune(model, data, cfg, out_dir, resume, until, progress, inputs or {})
 
 
 def _finetune(model, data, cfg, out_dir, resume, until, progress, inputs=None) -> dict[str, Any]:
     train, per_epoch = data["train"], len(data["train"]) // cfg["batch_size"]
-    if device_of(model).type == "cpu":
-        torch.set_flush_denormal(True)  # post-LN backward makes denormals: 2-10x slower steps
     check_batch_size(len(train), cfg["batch_size"])
     total = per_epoch * cfg["epochs"]
     optimizer = make_optimizer(model, cfg["lr"], cfg["weight_decay"])
@@ -460,6 +462,7 @@ def _finetune(model, data, cfg, out_dir, resume, until, progress, inputs=None) -
             epoch_rows = epoch, batch_rows(len(train), cfg["batch_size"], cfg["seed"], epoch)
         rows = epoch_rows[1][i]
         out, step = update(model, optimizer, train, rows, lr, cfg), step + 1
+        assert out.loss is not None and out.clf_loss is not None  # update() passes the labels
         record = {"step": step, "epoch": round(step / per_epoch, 4), "loss": out.loss.item(),
                   "clf_loss": out.clf_loss.item(), "lr": lr}  # fmt: skip
         if out.lm_loss is not None:
@@ -481,7 +484,7 @@ def _finetune(model, data, cfg, out_dir, resume, until, progress, inputs=None) -
             if due or step % cfg["ckpt_interval"] == 0 or step == end:
                 save_checkpoint(out_dir, model, optimizer, cfg, step, best, inputs)
         bar.update(1)
-        bar.set_postfix(loss=f"{record['loss']:.3f}", **({"acc": f"{acc:.3f}"} if due else {}))
+        bar.set_postfix({"loss": f"{record['loss']:.3f}"} | ({"acc": f"{acc:.3f}"} if due else {}))
     bar.close()
     summary = {"steps": step, "total_steps": total, "seconds": time.perf_counter() - start,
                "best_valid_accuracy": best}  # fmt: skip
@@ -521,8 +524,9 @@ def zero_shot_scores(gpt: GPT, tokenizer: Tokenizer, task: Task, split: str) -> 
     else (examples,): a text's mean log-probability, or a pair's gain from the premise."""
     exs = task.splits[split]
     if task.kind == "multiple_choice":
-        flat = [(ex.text + "\n", choice) for ex in exs for choice in ex.choices]
-        return mean_logprob(gpt, tokenizer, *zip(*flat)).view(len(exs), -1)
+        prefixes = [ex.text + "\n" for ex in exs for _ in ex.choices]
+        choices = [choice for ex in exs for choice in ex.choices]
+        return mean_logprob(gpt, tokenizer, prefixes, choices).view(len(exs), -1)
     alone = mean_logprob(gpt, tokenizer, ["\n"] * len(exs), [ex.text_b or ex.text for ex in exs])
     if task.kind == "classification":
         return alone
@@ -711,7 +715,8 @@ def run(checkpoint: str | Path, task: str | Path | Task, out_dir: str | Path,
         if not (out / LAST).is_file():  # a new run; a resumed (or refused) one keeps its files
             save_tokenizer(tokenizer, out / "tokenizer.json")
             write_text_atomically(out / "finetune.yaml", yaml.safe_dump(cfg, sort_keys=False))
-        summary = _finetune(model, data, cfg, out, resume, until, progress, inputs)
+        with training_settings(device_of(model)):
+            summary = _finetune(model, data, cfg, out, resume, until, progress, inputs)
     if "test_accuracy" in summary:
         summary["hf"] = save_hf(model, tokenizer, out / "hf", labels=task.labels)
     return {"task": task.name, "kind": task.kind, "chance": task.chance, **summary}
@@ -759,15 +764,7 @@ def hf_config(model: FineTuneModel, tokenizer: Tokenizer,
     from gpt1_lib.pretrained import config_to_hf
 
     c, mc = model.transformer.config, model.kind == "multiple_choice"
-    if c.pre_ln:  # GPT-2's block and final LayerNorm: GPT-2's class computes it exactly
-        gelu = {"gelu_tanh": "gelu_new", "gelu": "gelu"}[c.activation]
-        base = {"model_type": "gpt2", "vocab_size": c.vocab_size, "n_positions": c.n_ctx,
-                "n_embd": c.n_embd, "n_layer": c.n_layer, "n_head": c.n_head,
-                "activation_function": gelu, "layer_norm_epsilon": c.layer_norm_eps,
-                **dict.fromkeys(("embd_pdrop", "attn_pdrop", "resid_pdrop"), c.dropout),
-                "initializer_range": 0.02, "tie_word_embeddings": True, "dtype": "float32"}  # fmt: skip
-    else:
-        base = config_to_hf(c)  # refuses what OpenAIGPT cannot run (the erf GELU)
+    base = config_to_hf(c)  # GPT-2's for a pre-LN model; refuses what OpenAIGPT cannot run
     pad, eos = tokenizer.token_to_id("<pad>"), tokenizer.token_to_id("<eos>")
     ids = {"pad_token_id": 0 if pad is None else pad}  # `collate` pads with 0
     if eos is not None:
@@ -790,14 +787,11 @@ def hf_config(model: FineTuneModel, tokenizer: Tokenizer,
 def hf_tensors(model: FineTuneModel) -> dict[str, torch.Tensor]:
     """The weights of `hf_config`'s class: chapter 04's OpenAIGPT tensors (GPT-2's names for a
     pre-LN model) and the head; a classifier's bias is folded into the last LayerNorm's bias."""
-    from gpt1_lib.pretrained import GPT2_RENAMES, state_dict_to_hf
+    from gpt1_lib.pretrained import state_dict_to_hf
 
     gpt, n = model.transformer, model.transformer.config.n_layer
-    tensors = state_dict_to_hf(gpt.state_dict())  # cpu float32, Conv1D weights transposed
-    if gpt.config.pre_ln:  # chapter 04's GPT-2 names, the other way round
-        for new, old in GPT2_RENAMES.items():
-            for key in [k for k in tensors if k.startswith(old)]:
-                tensors[new + key.removeprefix(old)] = tensors.pop(key)
+    # cpu float32, Conv1D weights transposed; GPT-2's names for a pre-LN model
+    tensors = state_dict_to_hf(gpt.state_dict(), gpt2=gpt.config.pre_ln)
     head = model.head
     weight, bias = (p.detach().to("cpu", torch.float64) for p in (head.weight, head.bias))
     if model.kind == "multiple_choice":

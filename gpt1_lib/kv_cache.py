@@ -10,13 +10,17 @@ path (section 9): the prompt through the model's forward, then one token at a ti
 through the blocks' weights, with `DecodeLinear` weights laid out for matrix-vector products.
 """
 
+from __future__ import annotations
+
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gpt1_lib.model import GPT, GPTConfig, add_to_class
+from gpt1_lib.block import Block
+from gpt1_lib.model import GPT, GPTConfig
 
 
 class LayerKVCache:
@@ -79,7 +83,7 @@ class KVCache:
         ]
 
     @classmethod
-    def for_model(cls, model: GPT, batch_size: int) -> "KVCache":
+    def for_model(cls, model: GPT, batch_size: int) -> KVCache:
         """An empty cache on the model's device and in its dtype."""
         weight = model.tokens_embed.weight
         return cls(model.config, batch_size, weight.device, weight.dtype)
@@ -191,10 +195,11 @@ class Decoder:
         self.model, self.batch_size = model, batch_size
         self.cache = KVCache.for_model(model, batch_size)
         self.n_head, self.head_dim = model.config.n_head, model.config.head_dim
+        blocks = cast(list[Block], list(model.h))  # a ModuleList's items are Blocks here
         self.blocks = [
             (block, layer, [decode_linear(linear, batch_size) for linear in (
                 block.attn.c_attn, block.attn.c_proj, block.mlp.c_fc, block.mlp.c_proj)])
-            for block, layer in zip(model.h, self.cache.layers)
+            for block, layer in zip(blocks, self.cache.layers)
         ]  # fmt: skip
         self.head = decode_linear(model.lm_head, batch_size)
 
@@ -209,30 +214,28 @@ class Decoder:
         last = self.model.hidden(idx, kv_cache=self.cache)[:, -1]  # only it needs its logits
         return self.model.lm_head(last) if self.model.training else self.head(last)
 
-
-@add_to_class(Decoder)
-def step(self, token: torch.Tensor) -> torch.Tensor:
-    """Append token (B, 1) after the cached positions; returns its logits (B, V)."""
-    model, B, pos = self.model, self.batch_size, self.cache.length
-    if pos >= model.config.n_ctx:
-        raise ValueError(f"the cache is full ({pos} positions): prefill the last n_ctx tokens")
-    if model.training:  # dropout lives in the modules' forward
-        return model(token, kv_cache=self.cache)[0][:, -1]
-    x = model.tokens_embed.weight[token.view(B)] + model.positions_embed.weight[pos]
-    n_head, head_dim = self.n_head, self.head_dim
-    for block, layer, (c_attn, c_proj, c_fc, mlp_proj) in self.blocks:
-        qkv = c_attn(block.ln_1(x) if block.pre_ln else x).reshape(B, 3, n_head, head_dim)
-        layer.kv[:, :, :, pos] = qkv[:, 1:].transpose(0, 1)  # key and value, in place, at once
-        q = qkv[:, 0].unsqueeze(2).contiguous()  # (B, n_head, 1, head_dim), for the kernel
-        keys, values = layer.k[:, :, : pos + 1], layer.v[:, :, : pos + 1]
-        attn = c_proj(F.scaled_dot_product_attention(q, keys, values).view(B, -1))
-        gelu = block.mlp.approximate
-        if block.pre_ln:
-            x = x + attn
-            x = x + mlp_proj(F.gelu(c_fc(block.ln_2(x)), approximate=gelu))
-        else:
-            x = block.ln_1(x + attn)
-            x = block.ln_2(x + mlp_proj(F.gelu(c_fc(x), approximate=gelu)))
-    for layer in self.cache.layers:
-        layer.length = pos + 1
-    return self.head(model.ln_f(x))
+    def step(self, token: torch.Tensor) -> torch.Tensor:
+        """Append token (B, 1) after the cached positions; returns its logits (B, V)."""
+        model, B, pos = self.model, self.batch_size, self.cache.length
+        if pos >= model.config.n_ctx:
+            raise ValueError(f"the cache is full ({pos} positions): prefill the last n_ctx tokens")
+        if model.training:  # dropout lives in the modules' forward
+            return model(token, kv_cache=self.cache)[0][:, -1]
+        x = model.tokens_embed.weight[token.view(B)] + model.positions_embed.weight[pos]
+        n_head, head_dim = self.n_head, self.head_dim
+        for block, layer, (c_attn, c_proj, c_fc, mlp_proj) in self.blocks:
+            qkv = c_attn(block.ln_1(x) if block.pre_ln else x).reshape(B, 3, n_head, head_dim)
+            layer.kv[:, :, :, pos] = qkv[:, 1:].transpose(0, 1)  # key and value, in place, at once
+            q = qkv[:, 0].unsqueeze(2).contiguous()  # (B, n_head, 1, head_dim), for the kernel
+            keys, values = layer.k[:, :, : pos + 1], layer.v[:, :, : pos + 1]
+            attn = c_proj(F.scaled_dot_product_attention(q, keys, values).view(B, -1))
+            gelu = block.mlp.approximate
+            if block.pre_ln:
+                x = x + attn
+                x = x + mlp_proj(F.gelu(c_fc(block.ln_2(x)), approximate=gelu))
+            else:
+                x = block.ln_1(x + attn)
+                x = block.ln_2(x + mlp_proj(F.gelu(c_fc(x), approximate=gelu)))
+        for layer in self.cache.layers:
+            layer.length = pos + 1
+        return self.head(model.ln_f(x))

@@ -5,6 +5,8 @@
 """GPT-1: token + learned position embeddings, a stack of post-LN blocks, an LM head tied to
 the token embedding; named model sizes; Hugging Face OpenAIGPT checkpoints in and out."""
 
+from __future__ import annotations
+
 import dataclasses
 import os
 from collections.abc import Callable, Mapping
@@ -92,58 +94,85 @@ class GPT(nn.Module):
         self.lm_head.weight = self.tokens_embed.weight  # tied: one tensor, read both ways
         self.apply(init_weights)
 
+    def hidden(self, idx: torch.Tensor, kv_cache: Any = None) -> torch.Tensor:
+        """idx (B, T) token ids -> (B, T, n_embd) final hidden states: the model without its LM
+        head (chapter 09's classifiers read them). kv_cache: as in `forward`."""
+        past = 0 if kv_cache is None else kv_cache.length
+        self._check_input(idx, past)
+        pos = torch.arange(past, past + idx.size(1), device=idx.device)
+        x = self.drop(self.tokens_embed(idx) + self.positions_embed(pos))
+        for i, block in enumerate(self.h):
+            x = block(x, None if kv_cache is None else kv_cache[i])
+        return self.ln_f(x)
 
-@add_to_class(GPT)
-def hidden(self, idx: torch.Tensor, kv_cache: Any = None) -> torch.Tensor:
-    """idx (B, T) token ids -> (B, T, n_embd) final hidden states: the model without its LM
-    head (chapter 09's classifiers read them). kv_cache: as in `forward`."""
-    past = 0 if kv_cache is None else kv_cache.length
-    self._check_input(idx, past)
-    pos = torch.arange(past, past + idx.size(1), device=idx.device)
-    x = self.drop(self.tokens_embed(idx) + self.positions_embed(pos))
-    for i, block in enumerate(self.h):
-        x = block(x, None if kv_cache is None else kv_cache[i])
-    return self.ln_f(x)
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None, kv_cache: Any = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """idx (B, T) token ids -> (logits (B, T, V), mean cross-entropy or None).
 
-
-@add_to_class(GPT)
-def forward(
-    self, idx: torch.Tensor, targets: torch.Tensor | None = None, kv_cache: Any = None
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """idx (B, T) token ids -> (logits (B, T, V), mean cross-entropy or None).
-
-    targets (B, T): the next token of each position; -100 marks positions to ignore.
-    kv_cache: per-layer caches (indexable, `.length` = positions already cached).
-    """
-    logits = self.lm_head(self.hidden(idx, kv_cache))
-    if targets is None:
-        return logits, None
-    if targets.shape != idx.shape:
-        raise ValueError(
-            f"targets must have the shape of idx {tuple(idx.shape)}, got {tuple(targets.shape)}"
-        )
-    return logits, F.cross_entropy(logits.flatten(0, 1), targets.flatten())
-
-
-@add_to_class(GPT)
-def _check_input(self, idx: torch.Tensor, past: int) -> None:
-    """Raise one clear line for input the embeddings cannot take, instead of an index error."""
-    if idx.dim() != 2 or idx.dtype not in (torch.long, torch.int):
-        raise ValueError(
-            f"idx must be (batch, time) integer token ids, got {idx.dtype} {tuple(idx.shape)}"
-        )
-    if past + idx.size(1) > self.config.n_ctx:
-        raise ValueError(
-            f"a sequence of {past + idx.size(1)} tokens is longer than n_ctx="
-            f"{self.config.n_ctx}: crop the input to its last {self.config.n_ctx} tokens"
-        )
-    if idx.numel() and not torch.compiler.is_compiling():
-        lo, hi = torch.aminmax(idx)
-        if lo < 0 or hi >= self.config.vocab_size:
+        targets (B, T): the next token of each position; -100 marks positions to ignore.
+        kv_cache: per-layer caches (indexable, `.length` = positions already cached).
+        """
+        logits = self.lm_head(self.hidden(idx, kv_cache))
+        if targets is None:
+            return logits, None
+        if targets.shape != idx.shape:
             raise ValueError(
-                f"token ids must be in [0, {self.config.vocab_size}), got min {int(lo)} "
-                f"max {int(hi)}: is the tokenizer the one this model was made for?"
+                f"targets must have the shape of idx {tuple(idx.shape)}, got {tuple(targets.shape)}"
             )
+        return logits, F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+
+    def _check_input(self, idx: torch.Tensor, past: int) -> None:
+        """Raise one clear line for input the embeddings cannot take, instead of an index error."""
+        if idx.dim() != 2 or idx.dtype not in (torch.long, torch.int):
+            raise ValueError(
+                f"idx must be (batch, time) integer token ids, got {idx.dtype} {tuple(idx.shape)}"
+            )
+        if past + idx.size(1) > self.config.n_ctx:
+            raise ValueError(
+                f"a sequence of {past + idx.size(1)} tokens is longer than n_ctx="
+                f"{self.config.n_ctx}: crop the input to its last {self.config.n_ctx} tokens"
+            )
+        if idx.numel() and not torch.compiler.is_compiling():
+            lo, hi = torch.aminmax(idx)
+            if lo < 0 or hi >= self.config.vocab_size:
+                raise ValueError(
+                    f"token ids must be in [0, {self.config.vocab_size}), got min {int(lo)} "
+                    f"max {int(hi)}: is the tokenizer the one this model was made for?"
+                )
+
+    @classmethod
+    def from_pretrained(cls, name_or_dir: str | os.PathLike, **overrides: Any) -> GPT:
+        """Load an HF OpenAIGPT checkpoint: a hub id ('openai-gpt',
+        'openai-community/openai-gpt') or a local directory with config.json +
+        model.safetensors. `overrides` change config fields, e.g. `dropout=0.0`.
+
+        Returns the model in eval mode, as `transformers` does; `.train()` to fine-tune.
+        """
+        config, state = read_hf_checkpoint(name_or_dir, overrides.pop("dropout", None))
+        return cls._from_state(replace(config, **overrides), state)
+
+    @classmethod
+    def from_openai_release(cls, folder: str | os.PathLike, **overrides: Any) -> GPT:
+        """Load GPT-1 as OpenAI released it: `params_shapes.json` + `params_0.npy` ... in
+        `folder` (see section 6); `overrides` change config fields. Returns eval mode."""
+        config, state = read_openai_release(folder, n_head=overrides.pop("n_head", 12))
+        return cls._from_state(replace(config, **overrides), state)
+
+    @classmethod
+    def _from_state(cls, config: GPTConfig, state: dict[str, torch.Tensor]) -> GPT:
+        """The model of `config` holding `state`, in eval mode. The shapes are compared on a model
+        without memory (the meta device) first: a config.json naming huge sizes is refused before
+        anything of that size is allocated."""
+        with torch.device("meta"):
+            check_state_dict(state, cls(config).state_dict())
+        model = cls(config)
+        model.load_state_dict(state)
+        return model.eval()
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write config.json + model.safetensors that `transformers` loads unchanged."""
+        return write_hf_checkpoint(self.config, self.state_dict(), directory)
 
 
 def init_weights(module: nn.Module) -> None:
@@ -155,44 +184,3 @@ def init_weights(module: nn.Module) -> None:
     if isinstance(module, nn.LayerNorm):
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)
-
-
-@add_to_class(GPT)
-@classmethod
-def from_pretrained(cls, name_or_dir: str | os.PathLike, **overrides: Any) -> GPT:
-    """Load an HF OpenAIGPT checkpoint: a hub id ('openai-gpt',
-    'openai-community/openai-gpt') or a local directory with config.json +
-    model.safetensors. `overrides` change config fields, e.g. `dropout=0.0`.
-
-    Returns the model in eval mode, as `transformers` does; `.train()` to fine-tune.
-    """
-    config, state = read_hf_checkpoint(name_or_dir, overrides.pop("dropout", None))
-    return cls._from_state(replace(config, **overrides), state)
-
-
-@add_to_class(GPT)
-@classmethod
-def from_openai_release(cls, folder: str | os.PathLike, **overrides: Any) -> GPT:
-    """Load GPT-1 as OpenAI released it: `params_shapes.json` + `params_0.npy` ... in
-    `folder` (see section 6); `overrides` change config fields. Returns eval mode."""
-    config, state = read_openai_release(folder, n_head=overrides.pop("n_head", 12))
-    return cls._from_state(replace(config, **overrides), state)
-
-
-@add_to_class(GPT)
-@classmethod
-def _from_state(cls, config: GPTConfig, state: dict[str, torch.Tensor]) -> GPT:
-    """The model of `config` holding `state`, in eval mode. The shapes are compared on a model
-    without memory (the meta device) first: a config.json naming huge sizes is refused before
-    anything of that size is allocated."""
-    with torch.device("meta"):
-        check_state_dict(state, cls(config).state_dict())
-    model = cls(config)
-    model.load_state_dict(state)
-    return model.eval()
-
-
-@add_to_class(GPT)
-def save_pretrained(self, directory: str | os.PathLike) -> Path:
-    """Write config.json + model.safetensors that `transformers` loads unchanged."""
-    return write_hf_checkpoint(self.config, self.state_dict(), directory)

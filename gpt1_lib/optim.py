@@ -11,6 +11,8 @@ peak down to zero at the end of training (`lr_at`). `openai_lr_at` is the schedu
 released code, whose cosine runs over the whole run, for comparison.
 """
 
+from __future__ import annotations
+
 import math
 
 import torch
@@ -19,7 +21,8 @@ from torch import nn
 
 def decay_split(model: nn.Module) -> tuple[list[str], list[str]]:
     """Names of the trainable parameters (decayed, not decayed): matrices vs vectors."""
-    decay, no_decay = [], []
+    decay: list[str] = []
+    no_decay: list[str] = []
     for name, param in model.named_parameters():  # a tied tensor is listed once
         if param.requires_grad:
             (decay if param.dim() >= 2 else no_decay).append(name)

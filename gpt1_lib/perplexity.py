@@ -4,6 +4,8 @@
 
 """Perplexity of a long text under a GPT, with a sliding window (chapter 07)."""
 
+from __future__ import annotations
+
 import math
 from collections.abc import Sequence
 

@@ -8,7 +8,10 @@ They are pure functions of what the hardware reports (is CUDA there, which compu
 which device name), so they are tested with those as inputs on any machine.
 """
 
+from __future__ import annotations
+
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -110,6 +113,37 @@ def peak_flops(device_name: str) -> float | None:
 def device_peak_flops(device: torch.device) -> float | None:
     """The peak FLOP/s of one training device: a known GPU's, else None (no MFU on a CPU)."""
     return peak_flops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
+
+
+def denormals_flushed() -> bool:
+    """Whether this process now flushes denormal floats to zero. torch can set it but not read
+    it, so ask the arithmetic: a float32 denormal times 1.5 reads as 0 when it is flushed."""
+    return (torch.tensor([1e-39]) * 1.5).item() == 0.0
+
+
+@contextlib.contextmanager
+def training_settings(
+    device: torch.device, capability: tuple[int, int] | None = None
+) -> Iterator[None]:
+    """The process-wide switches a training loop wants, on while it runs and as they were after.
+
+    On a CPU, denormal floats flushed to zero: a post-LN backward pass makes them, and a CPU
+    processes each operation on them many times slower. On an Ampere GPU or newer (compute
+    capability 8.0+), TF32 for float32 matrix products. Leaving them on after training would
+    change what the rest of the program computes: a float32 comparison with `transformers`
+    after a run on an A100 would be a TF32 one.
+    """
+    flushed = denormals_flushed()
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        if device.type == "cpu":
+            torch.set_flush_denormal(True)
+        elif capability is not None and capability >= (8, 0):
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        yield
+    finally:
+        torch.set_flush_denormal(flushed)
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
 
 
 def flops_per_token(n_params: int, n_layer: int, n_ctx: int, n_embd: int) -> float:

@@ -10,12 +10,14 @@ tokenizer writer).
 `save_for_transformers` adds the tokenizer files, so the folder loads whole in `transformers`.
 """
 
+from __future__ import annotations
+
 import json
 import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -35,18 +37,29 @@ WEIGHTS_FILE, LEGACY_WEIGHTS_FILE = "model.safetensors", "pytorch_model.bin"
 
 
 def config_from_hf(hf: Mapping[str, Any], dropout: float | None = None) -> GPTConfig:
-    """GPTConfig from the dict of an HF OpenAIGPT config.json.
+    """GPTConfig from the dict of an HF config.json: OpenAIGPT's (GPT-1, post-LN) or GPT-2's
+    (`pre_ln=True`, which is GPT-2's architecture exactly; see `config_to_hf`).
 
     HF keeps three dropout rates (embeddings, attention, residual branches); GPT-1 and
     `GPTConfig` use one. Different rates are refused unless `dropout` chooses the one to use.
     """
-    if hf.get("model_type") != "openai-gpt":
+    kind = hf.get("model_type")
+    if kind not in ("openai-gpt", "gpt2"):
         raise ValueError(
-            f"config.json describes a {hf.get('model_type')!r} model, not 'openai-gpt': "
-            "GPT.from_pretrained reads OpenAIGPT checkpoints only"
+            f"config.json describes a {kind!r} model, not 'openai-gpt' or 'gpt2': "
+            "GPT.from_pretrained reads OpenAIGPT and GPT-2 checkpoints only"
         )
-    if hf.get("afn", "gelu") not in ("gelu", "gelu_new"):
-        raise ValueError(f"afn={hf['afn']!r} is not GPT-1's tanh GELU: this model cannot run it")
+    gpt2 = kind == "gpt2"
+    act = hf.get("activation_function", "gelu_new") if gpt2 else hf.get("afn", "gelu")
+    gelu = {"gelu_new": "gelu_tanh", "gelu": "gelu" if gpt2 else "gelu_tanh"}  # HF names
+    if act not in gelu:
+        raise ValueError(f"the activation {act!r} is not a GELU this model runs (tanh or exact)")
+    unusual = [k for k, usual in GPT2_USUAL.items() if gpt2 and hf.get(k, usual) != usual]
+    if gpt2 and hf.get("n_inner") not in (None, 4 * hf.get("n_embd", 0)):
+        unusual.append("n_inner")
+    if unusual:  # GPT-2 options that change what is computed, which GPT(pre_ln=True) lacks
+        raise ValueError(f"config.json asks for GPT-2 variants this model lacks "
+                         f"({', '.join(unusual)}): it cannot load this checkpoint")  # fmt: skip
     if not hf.get("tie_word_embeddings", True):
         raise ValueError(
             "config.json says the LM head is not tied to the token embedding; GPT ties them, as "
@@ -71,26 +84,26 @@ def config_from_hf(hf: Mapping[str, Any], dropout: float | None = None) -> GPTCo
         n_head=hf["n_head"],
         dropout=rates["resid_pdrop"] if dropout is None else dropout,
         layer_norm_eps=hf.get("layer_norm_epsilon", 1e-5),
-        activation="gelu_tanh",  # HF OpenAIGPT's "gelu" is the tanh form (gelu_new)
+        activation=gelu[act],  # HF OpenAIGPT's "gelu" is the tanh form (gelu_new)
+        pre_ln=gpt2,
     )
 
 
+GPT2_USUAL = {"scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False,
+              "reorder_and_upcast_attn": False, "add_cross_attention": False}  # fmt: skip
+
+
 def config_to_hf(config: GPTConfig) -> dict[str, Any]:
-    """The config.json of `transformers`' OpenAIGPTLMHeadModel for this GPTConfig."""
-    if config.pre_ln or config.activation != "gelu_tanh":
-        raise ValueError(
-            "HF's OpenAIGPT has post-LN blocks and the tanh GELU only: a model with pre_ln=True "
-            "or activation='gelu' cannot be saved in its format"
-        )
-    return {
-        "architectures": ["OpenAIGPTLMHeadModel"],
-        "model_type": "openai-gpt",
+    """The config.json of the `transformers` class that computes what `GPT(config)` computes:
+    OpenAIGPTLMHeadModel for GPT-1's post-LN blocks, GPT2LMHeadModel for `pre_ln=True` (GPT-2's
+    architecture exactly). OpenAIGPT knows only the tanh GELU: a post-LN model with the exact
+    one has no class in `transformers` and is refused."""
+    shared = {
         "vocab_size": config.vocab_size,
         "n_positions": config.n_ctx,
         "n_embd": config.n_embd,
         "n_layer": config.n_layer,
         "n_head": config.n_head,
-        "afn": "gelu",
         "embd_pdrop": config.dropout,
         "attn_pdrop": config.dropout,
         "resid_pdrop": config.dropout,
@@ -99,6 +112,17 @@ def config_to_hf(config: GPTConfig) -> dict[str, Any]:
         "tie_word_embeddings": True,
         "dtype": "float32",
     }
+    if config.pre_ln:
+        gelu = {"gelu_tanh": "gelu_new", "gelu": "gelu"}[config.activation]
+        return {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", **shared,
+                "activation_function": gelu}  # fmt: skip
+    if config.activation != "gelu_tanh":
+        raise ValueError(
+            "HF's OpenAIGPT has post-LN blocks with the tanh GELU only: a post-LN model with "
+            "activation='gelu' cannot be saved in a format transformers runs"
+        )
+    return {"architectures": ["OpenAIGPTLMHeadModel"], "model_type": "openai-gpt", **shared,
+            "afn": "gelu"}  # fmt: skip
 
 
 def state_dict_from_hf(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -124,9 +148,12 @@ def state_dict_from_hf(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.T
     return state
 
 
-def state_dict_to_hf(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def state_dict_to_hf(
+    state: Mapping[str, torch.Tensor], gpt2: bool = False
+) -> dict[str, torch.Tensor]:
     """HF OpenAIGPTLMHeadModel tensors of our state dict (the tied head is left out:
-    `transformers` re-ties it from `tie_word_embeddings`)."""
+    `transformers` re-ties it from `tie_word_embeddings`); with `gpt2`, GPT2LMHeadModel's, which
+    differ only in the embeddings' names (`wte`, `wpe`)."""
     out = {}
     for name, tensor in state.items():
         if name == "lm_head.weight":
@@ -135,6 +162,10 @@ def state_dict_to_hf(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tenso
         out[f"transformer.{name}"] = (
             tensor.T if name.endswith(CONV1D_WEIGHTS) else tensor
         ).contiguous()
+    if gpt2:
+        for theirs, ours in GPT2_RENAMES.items():
+            for key in [k for k in out if k.startswith(ours)]:
+                out[theirs + key.removeprefix(ours)] = out.pop(key)
     return out
 
 
@@ -181,7 +212,7 @@ def read_hf_checkpoint(
         tensors = torch.load(directory / LEGACY_WEIGHTS_FILE, map_location="cpu", weights_only=True)
     else:
         raise ValueError(f"{directory} has a config.json but no {WEIGHTS_FILE}: copy the weights")
-    return config, state_dict_from_hf(tensors)
+    return config, (state_dict_from_gpt2 if config.pre_ln else state_dict_from_hf)(tensors)
 
 
 def write_hf_checkpoint(
@@ -192,7 +223,7 @@ def write_hf_checkpoint(
 
     directory = Path(directory)
     hf_config = config_to_hf(config)  # refuses what HF cannot represent, before writing
-    tensors = state_dict_to_hf(state)
+    tensors = state_dict_to_hf(state, gpt2=config.pre_ln)
     write_atomically(
         directory / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"})
     )
@@ -300,15 +331,17 @@ def save_for_transformers(
     model: torch.nn.Module, tokenizer: Tokenizer, directory: str | os.PathLike
 ) -> Path:
     """One folder with weights, config and tokenizer: `transformers.AutoTokenizer` and
-    `OpenAIGPTLMHeadModel.from_pretrained(directory)` load it, as does `GPT.from_pretrained`."""
+    `AutoModelForCausalLM.from_pretrained(directory)` load it (OpenAIGPT for a post-LN model,
+    GPT-2 for a pre-LN one), as does `GPT.from_pretrained`."""
+    config = cast(GPTConfig, model.config)  # a GPT's (annotated loosely: model imports us)
     size = tokenizer.get_vocab_size()
-    if size > model.config.vocab_size:
+    if size > config.vocab_size:
         raise ValueError(
-            f"the tokenizer has {size} ids but the model only {model.config.vocab_size}: "
+            f"the tokenizer has {size} ids but the model only {config.vocab_size}: "
             "save the model with the tokenizer it was trained with"
         )
-    write_hf_checkpoint(model.config, model.state_dict(), directory)  # refuses pre-LN first
-    return write_hf_tokenizer(tokenizer, directory, model.config.n_ctx)
+    write_hf_checkpoint(config, model.state_dict(), directory)  # refuses what HF lacks first
+    return write_hf_tokenizer(tokenizer, directory, config.n_ctx)
 
 
 def push_to_hub(folder: str | os.PathLike, repo_id: str, private: bool = True) -> str | None:
@@ -377,7 +410,7 @@ def read_openai_release(
     """(config, our state dict) of OpenAI's NumPy release of GPT-1 in `folder`:
     `params_shapes.json` and the shards `params_0.npy`, `params_1.npy`, ... of one flat array."""
     folder = Path(folder).expanduser()
-    shards = []
+    shards: list[Path] = []
     while (shard := folder / f"params_{len(shards)}.npy").is_file():
         shards.append(shard)
     if not (folder / "params_shapes.json").is_file() or not shards:
@@ -399,11 +432,11 @@ def read_openai_release(
     config = GPTConfig(
         vocab_size=vocab_size, n_ctx=n_ctx, n_embd=n_embd, n_layer=n_layer, n_head=n_head
     )
-    state = {"positions_embed.weight": arrays[0], "tokens_embed.weight": arrays[1]}
+    found = {"positions_embed.weight": arrays[0], "tokens_embed.weight": arrays[1]}
     for i in range(n_layer):
         block = arrays[2 + i * len(OPENAI_BLOCK_ARRAYS) : 2 + (i + 1) * len(OPENAI_BLOCK_ARRAYS)]
         for name, array in zip(OPENAI_BLOCK_ARRAYS, block):
-            state[f"h.{i}.{name}"] = array[0].T if array.ndim == 3 else array  # (1, in, out)
-    state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}
+            found[f"h.{i}.{name}"] = array[0].T if array.ndim == 3 else array  # (1, in, out)
+    state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in found.items()}
     state["lm_head.weight"] = state["tokens_embed.weight"]
     return config, state

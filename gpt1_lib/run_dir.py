@@ -11,6 +11,8 @@ self-contained), `ckpt_last.pt` and `ckpt_best.pt`, and `.lock`, locked by the p
 into it.
 """
 
+from __future__ import annotations
+
 import contextlib
 import json
 import os

@@ -10,6 +10,8 @@ streams samples to the terminal, with the tokenizer the checkpoint came with: th
 byte-level one (which ends a document with <eos>) or GPT-1's (which has no end-of-text token).
 """
 
+from __future__ import annotations
+
 import argparse
 import itertools
 import math
@@ -17,6 +19,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -121,15 +124,17 @@ def sample_next(
     scaled = logits.float()
     if temperature != 1:
         scaled = scale(scaled, temperature)
-    nucleus = top_p is not None and top_p < 1.0
+    nucleus = top_p if top_p is not None and top_p < 1.0 else None  # None: every token
     if top_k is None:  # the whole distribution, in id order
         probs = scaled.softmax(dim=-1)
-        return draw_in_nucleus(probs, top_p, generator) if nucleus else draw(probs, None, generator)
+        if nucleus is None:
+            return draw(probs, None, generator)
+        return draw_in_nucleus(probs, nucleus, generator)
     values, ids = scaled.topk(min(top_k, scaled.size(-1)), dim=-1)  # most likely first
     probs = values.softmax(dim=-1)  # renormalised over the top k, as filter_logits does
-    if nucleus:  # then over the nucleus inside the top k
+    if nucleus is not None:  # then over the nucleus inside the top k
         mass_before = probs.cumsum(dim=-1) - probs
-        probs = values.masked_fill(mass_before >= top_p, float("-inf")).softmax(dim=-1)
+        probs = values.masked_fill(mass_before >= nucleus, float("-inf")).softmax(dim=-1)
     return draw(probs, ids, generator)
 
 
@@ -187,22 +192,25 @@ def draw_in_nucleus(
         tries = 0  # each check would be a host sync: the threshold at once
     ends = probs[:, :-1].cumsum(dim=-1) if tries > 0 else None  # only where something is drawn
     row = probs.detach().numpy()[0] if probs.size(0) == 1 and tries > 0 else None
-    token = done = None
+    token: torch.Tensor | None = None  # per row: the draw kept so far,
+    done: torch.Tensor | None = None  # and whether it lies in the nucleus
     for _ in range(tries):
-        drawn = invert_cdf(ends, generator)
+        drawn = invert_cdf(cast(torch.Tensor, ends), generator)  # tries > 0: ends exists
         if row is not None:  # one row, as when streaming: the same test in fewer operations
             if F.threshold(probs, float(row[drawn.item()]), 0.0).sum().item() < top_p:
                 return drawn  # the tokens above it (the rest zeroed) hold less than top_p
             continue
         more_likely = probs * (probs > probs.gather(-1, drawn))  # the rest zeroed
         inside = more_likely.sum(dim=-1, keepdim=True) < top_p
-        token = drawn if token is None else token.where(done, drawn)  # keep the rows done
-        done = inside if done is None else done | inside
+        if token is None or done is None:
+            token, done = drawn, inside
+        else:  # keep the rows done
+            token, done = token.where(done, drawn), done | inside
         if done.all():
             return token
     in_nucleus = probs.masked_fill(probs < nucleus_threshold(probs, top_p), 0.0)
     fallback = draw(in_nucleus / in_nucleus.sum(dim=-1, keepdim=True), None, generator)
-    return fallback if token is None else token.where(done, fallback)
+    return fallback if token is None or done is None else token.where(done, fallback)
 
 
 def nucleus_threshold(probs: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -387,7 +395,7 @@ def stream(
         eos_id,
         vocab_size=tokenizer.get_vocab_size(),
     )
-    tokens = (token.item() for token in steps)
+    tokens = (int(token.item()) for token in steps)
     yield from stream_text(tokenizer, itertools.takewhile(lambda t: t != eos_id, tokens), ids[-8:])
 
 

@@ -12,6 +12,8 @@ a chapter can fine-tune and score without any download. `load_task` reads a task
 or CSV file and says which line is wrong, and how to fix it, when the file is not usable.
 """
 
+from __future__ import annotations
+
 import codecs
 import csv
 import io
@@ -21,6 +23,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from gpt1_lib.corpus import holdout_start
 
@@ -165,13 +168,13 @@ def _next_line(speeches: list[list[str | None]], rng: random.Random) -> list[Exa
     examples (at random which), so always picking one position scores 50 %.
     """
     pool = [(k, line) for k, speech in enumerate(speeches) for line in speech if line]
-    found = []  # (4 lines, distractor)
+    found: list[tuple[list[str], str]] = []  # (4 lines, distractor)
     for k, speech in enumerate(speeches):
         if all(j == k for j, _ in pool):
             continue  # no other speech to draw a distractor from
         for i in range(len(speech) - 3):
-            window = speech[i : i + 4]
-            if None in window:
+            window = [line for line in speech[i : i + 4] if line is not None]
+            if len(window) < 4:  # a dropped line breaks the run
                 continue
             j, distractor = rng.choice(pool)
             while j == k:
@@ -222,9 +225,9 @@ def _scrambled(speeches: list[list[str | None]], rng: random.Random) -> list[Exa
         for a, w in pairs
         if w[:1].isupper() and not re.search(r"[.!?:;'-]$", a) and w.lower() not in lower
     }
-    scrambled = {i: _scramble(line, names, rng) for i, line in enumerate(lines)}
-    lines = [line for i, line in enumerate(lines) if scrambled[i] is not None]
-    scrambled = [s for s in scrambled.values() if s is not None]
+    drafts = {i: _scramble(line, names, rng) for i, line in enumerate(lines)}
+    lines = [line for i, line in enumerate(lines) if drafts[i] is not None]
+    scrambled = [s for s in drafts.values() if s is not None]
     lines, scrambled = lines[: len(lines) // 2 * 2], scrambled[: len(lines) // 2 * 2]
     shuffle = set(rng.sample(range(len(lines)), len(lines) // 2))
     return [
@@ -294,8 +297,8 @@ def _halves(speeches: list[list[str | None]], rng: random.Random) -> list[Exampl
         group.sort(key=lambda i: len(halves[i][1]))
         for a, b in _swaps(group):
             second[a] = halves[b][1]
-    other = set(other)
-    return [Example(int(i not in other), a, second[i]) for i, (a, _) in enumerate(halves)]
+    swapped = set(other)
+    return [Example(int(i not in swapped), a, second[i]) for i, (a, _) in enumerate(halves)]
 
 
 _BUILDERS = {
@@ -347,12 +350,12 @@ def _read_records(path: Path) -> list[tuple[int, dict]]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
+        where = data[: err.start].count(b"\n") + 1
         raise TaskError(
-            f"{path}: line {line}: byte 0x{data[err.start]:02x} is not UTF-8: save the file "
+            f"{path}: line {where}: byte 0x{data[err.start]:02x} is not UTF-8: save the file "
             "as UTF-8"
         ) from None
-    records = []
+    records: list[tuple[int, dict]] = []
     if path.suffix == ".jsonl":
         for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():
@@ -373,7 +376,7 @@ def _read_records(path: Path) -> list[tuple[int, dict]]:
             if None in row or None in row.values():
                 raise TaskError(
                     f"{path}: line {reader.line_num} does not have one cell per header "
-                    f"column ({len(reader.fieldnames)}): quote cells that hold commas"
+                    f"column ({len(reader.fieldnames or ())}): quote cells that hold commas"
                 )
             records.append((reader.line_num, row))
     if not records:
@@ -464,7 +467,8 @@ def _split_of(path: Path, number: int, record: dict) -> str:
 
 def _rows(path: Path, records: list, kind: str, names: tuple) -> list[tuple]:
     """(raw label, texts, choices, split) of each record, every field checked."""
-    (line1, first), rows = records[0], []
+    (line1, first) = records[0]
+    rows: list[tuple[Any, tuple[str, ...], tuple[str, ...], str]] = []
     for number, record in records:
         if set(record) != set(first):
             raise TaskError(
@@ -505,13 +509,15 @@ def load_task(
     header = 1 if path.suffix == ".csv" else records[0][0]  # where the field names are
     kind, names = _kind_and_fields(path, header, fields - {"split"}, kind)
     rows = _rows(path, records, kind, names)
+    index: dict[Any, int]  # raw label -> class
     if kind == "multiple_choice":
         labels = tuple(str(i + 1) for i in range(len(rows[0][2])))
         index = {i: i for i in range(len(labels))}
     else:
         labels = _class_names(path, [row[0] for row in rows])
         index = {name: i for i, name in enumerate(labels)}
-    examples = [Example(index[raw], *texts, choices=choices) for raw, texts, choices, _ in rows]
+    examples = [Example(index[raw], texts[0], texts[1] if len(texts) > 1 else "", choices)
+                for raw, texts, choices, _ in rows]  # fmt: skip
     if "split" in fields:
         splits, how = [row[3] for row in rows], "split by its split field"
     else:

@@ -10,6 +10,8 @@ text, learned merges compress the frequent pieces, and `decode(encode(text)) == 
 `<pad>` and `<eos>` are ids 0 and 1 in every tokenizer this module trains.
 """
 
+from __future__ import annotations
+
 import codecs
 import hashlib
 import os
@@ -120,7 +122,7 @@ def decode(tokenizer: Tokenizer, ids) -> str:
     return tokenizer.decode(ids, skip_special_tokens=False)
 
 
-def write_atomically(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+def write_atomically(path: str | os.PathLike, write: Callable[[str], object]) -> None:
     """Call write(tmp_path), then rename the file over `path`: a crash never leaves a
     half-written file under the name (the rename is atomic within a directory).
 

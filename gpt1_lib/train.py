@@ -15,6 +15,8 @@ self-contained), `ckpt_last.pt` and `ckpt_best.pt`. Command line:
 and the same under `torchrun --nproc_per_node=N` for data-parallel training.
 """
 
+from __future__ import annotations
+
 import argparse
 import json
 import os

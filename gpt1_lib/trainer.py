@@ -11,17 +11,20 @@ torchrun every process runs one Trainer and they train together (DistributedData
 Its methods are grown one per cell in chapter 06 and attached with `add_to_class`.
 """
 
+from __future__ import annotations
+
 import contextlib
 import math
 import random
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 import yaml
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
@@ -38,7 +41,7 @@ from gpt1_lib.checkpoint import (
 from gpt1_lib.config import ConfigError
 from gpt1_lib.data import DataError, corpus_content, corpus_files, prepare_tokens
 from gpt1_lib.distributed import start_processes
-from gpt1_lib.model import GPT, add_to_class, model_config
+from gpt1_lib.model import GPT, model_config
 from gpt1_lib.optim import lr_at, make_optimizer
 from gpt1_lib.precision import (
     autocast,
@@ -46,6 +49,7 @@ from gpt1_lib.precision import (
     device_peak_flops,
     model_flops_per_token,
     resolve_device,
+    training_settings,
 )
 from gpt1_lib.run_dir import (
     CONFIG,
@@ -83,7 +87,8 @@ class Trainer:
     def __init__(self, cfg: dict[str, Any], out_dir, work_dir, progress: bool = True,
                  on_checkpoint: Callable[[list[Path]], None] | None = None) -> None:  # fmt: skip
         self.cfg, self.out_dir, self.work_dir = cfg, Path(out_dir), Path(work_dir)
-        self.on_checkpoint, self.tb = on_checkpoint, None
+        self.on_checkpoint = on_checkpoint
+        self.tb: TensorBoardLog | None = None  # open while fit() runs
         self.inputs: dict[str, Any] = {}  # what the run trains on, by content (prepare_data)
         if cfg["tensorboard"]:
             tensorboard_writer()  # a missing package stops the run before anything is done
@@ -96,6 +101,7 @@ class Trainer:
             torch.cuda.set_device(self.device)
         cuda = self.device.type == "cuda"
         capability = torch.cuda.get_device_capability(self.device) if cuda else None
+        self.capability = capability  # fit() switches TF32 on for Ampere+ while it trains
         self.precision = choose_precision(self.device.type, cfg["dtype"], capability)
         if cfg["grad_accum"] % self.procs.world:
             raise ConfigError(
@@ -103,12 +109,8 @@ class Trainer:
                 f"{self.procs.world} processes: make grad_accum a multiple of {self.procs.world}"
             )
         self.micro_steps = cfg["grad_accum"] // self.procs.world
-        self.progress, self.bar = progress and self.procs.main, None
-        if not cuda:
-            torch.set_flush_denormal(True)  # post-LN backward makes denormals: 2-10x slower steps
-        elif capability >= (8, 0):
-            torch.backends.cuda.matmul.allow_tf32 = True  # float32 matmuls on tensor cores
-            torch.backends.cudnn.allow_tf32 = True
+        self.progress = progress and self.procs.main
+        self.bar: Any = None  # the tqdm bar, while fit() runs
         if self.precision.note:
             self.say(f"note: {self.precision.note}", always=True)
 
@@ -117,168 +119,277 @@ class Trainer:
         if self.procs.main and (always or self.progress):
             (self.bar.write if self.bar is not None else print)(message)
 
+    def prepare_data(self, resuming: bool) -> None:
+        """Tokenizer (copied into the run directory) and token files; the main process makes them."""
+        cfg, tok_file = self.cfg, self.out_dir / "tokenizer.json"
+        if self.procs.main:
+            try:
+                if resuming and tok_file.is_file():  # the very tokenizer the run started with
+                    tokenizer = load_tokenizer(tok_file)
+                else:
+                    corpus_files(cfg["dataset"])  # a clear error for a missing or empty corpus
+                    tokenizer = prepare_tokenizer(cfg["dataset"], cfg["vocab_size"], self.work_dir,
+                                                  cfg["tokenizer_sample_bytes"], cfg["val_fraction"])  # fmt: skip
+                    save_tokenizer(tokenizer, tok_file)
+            except ValueError as err:  # not UTF-8, vocab_size too small, a corrupt tokenizer.json
+                raise DataError(str(err)) from err
+            files = prepare_tokens(
+                cfg["dataset"], tokenizer, self.work_dir, cfg["val_fraction"], self.progress
+            )
+        self.procs.barrier()  # the others find the files the main process made
+        # What this run trains on, by content: every checkpoint records it, a resume compares it.
+        self.inputs = {"corpus": corpus_content(cfg["dataset"], self.work_dir / "tokens"),
+                       "tokenizer": file_digest(tok_file)}  # fmt: skip
+        if not self.procs.main:
+            tokenizer = load_tokenizer(tok_file)
+            files = prepare_tokens(
+                cfg["dataset"], tokenizer, self.work_dir, cfg["val_fraction"], False
+            )
+        if files.vocab_size > cfg["vocab_size"]:
+            raise ConfigError(
+                f"the tokenizer has {files.vocab_size} ids but vocab_size={cfg['vocab_size']}: "
+                "raise vocab_size to at least the tokenizer's size"
+            )
+        self.train_windows = files.windows("train", cfg["n_ctx"], cfg["batch_size"], cfg["seed"])
+        self.val_windows = files.windows("val", cfg["n_ctx"], cfg["batch_size"], cfg["seed"])
 
-@add_to_class(Trainer)
-def prepare_data(self, resuming: bool) -> None:
-    """Tokenizer (copied into the run directory) and token files; the main process makes them."""
-    cfg, tok_file = self.cfg, self.out_dir / "tokenizer.json"
-    if self.procs.main:
-        try:
-            if resuming and tok_file.is_file():  # the very tokenizer the run started with
-                tokenizer = load_tokenizer(tok_file)
-            else:
-                corpus_files(cfg["dataset"])  # a clear error for a missing or empty corpus
-                tokenizer = prepare_tokenizer(cfg["dataset"], cfg["vocab_size"], self.work_dir,
-                                              cfg["tokenizer_sample_bytes"], cfg["val_fraction"])  # fmt: skip
-                save_tokenizer(tokenizer, tok_file)
-        except ValueError as err:  # not UTF-8, vocab_size too small, a corrupt tokenizer.json
-            raise DataError(str(err)) from err
-        files = prepare_tokens(
-            cfg["dataset"], tokenizer, self.work_dir, cfg["val_fraction"], self.progress
-        )
-    self.procs.barrier()  # the others find the files the main process made
-    # What this run trains on, by content: every checkpoint records it, a resume compares it.
-    self.inputs = {"corpus": corpus_content(cfg["dataset"], self.work_dir / "tokens"),
-                   "tokenizer": file_digest(tok_file)}  # fmt: skip
-    if not self.procs.main:
-        tokenizer = load_tokenizer(tok_file)
-        files = prepare_tokens(cfg["dataset"], tokenizer, self.work_dir, cfg["val_fraction"], False)
-    if files.vocab_size > cfg["vocab_size"]:
-        raise ConfigError(
-            f"the tokenizer has {files.vocab_size} ids but vocab_size={cfg['vocab_size']}: "
-            "raise vocab_size to at least the tokenizer's size"
-        )
-    self.train_windows = files.windows("train", cfg["n_ctx"], cfg["batch_size"], cfg["seed"])
-    self.val_windows = files.windows("val", cfg["n_ctx"], cfg["batch_size"], cfg["seed"])
+    def build(self) -> None:
+        """Model (the same initial weights in every process), optimiser, GradScaler, wrappers."""
+        cfg = self.cfg
+        torch.manual_seed(cfg["seed"])
+        self.raw = GPT(model_config(cfg)).to(self.device)
+        self.optimizer = make_optimizer(self.raw, cfg["lr"], cfg["weight_decay"])
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.use_scaler)
+        compiled = cast(nn.Module, torch.compile(self.raw)) if cfg["compile"] else None
+        self.eval_model: nn.Module = compiled or self.raw
+        self.model: nn.Module = (
+            self.eval_model
+        )  # checkpoints save self.raw: no `_orig_mod.` or `module.`
+        if self.procs.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = DistributedDataParallel(self.eval_model, device_ids=ids)
+        self.flops_per_token = model_flops_per_token(self.raw)
+        # tokens_per_s counts the tokens of every process, so MFU divides by every process's peak
+        peak = device_peak_flops(self.device)
+        self.peak = peak * self.procs.world if peak else None
+        self.tokens_per_step = cfg["batch_size"] * cfg["n_ctx"] * cfg["grad_accum"]
 
+    def start_fresh(self) -> None:
+        seed = self.cfg["seed"]
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed + self.procs.rank)  # each process draws its own dropout masks
+        self.step, self.best_val, self.window, self.tokens_seen = 0, math.inf, [0.0, 0], 0
+        self.resumed_from: int | None = None
+        self.last_saved: int | None = None
 
-@add_to_class(Trainer)
-def build(self) -> None:
-    """Model (the same initial weights in every process), optimiser, GradScaler, wrappers."""
-    cfg = self.cfg
-    torch.manual_seed(cfg["seed"])
-    self.raw = GPT(model_config(cfg)).to(self.device)
-    self.optimizer = make_optimizer(self.raw, cfg["lr"], cfg["weight_decay"])
-    self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.use_scaler)
-    self.eval_model = torch.compile(self.raw) if cfg["compile"] else self.raw
-    self.model = self.eval_model  # checkpoints save self.raw: no `_orig_mod.` or `module.`
-    if self.procs.world > 1:
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        self.model = DistributedDataParallel(self.eval_model, device_ids=ids)
-    self.flops_per_token = model_flops_per_token(self.raw)
-    # tokens_per_s counts the tokens of every process, so MFU divides by every process's peak
-    peak = device_peak_flops(self.device)
-    self.peak = peak * self.procs.world if peak else None
-    self.tokens_per_step = cfg["batch_size"] * cfg["n_ctx"] * cfg["grad_accum"]
+    def restore(self, ckpt: dict[str, Any], path: Path) -> None:
+        self.raw.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.scaler.is_enabled() and ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.step, self.best_val = ckpt["step"], ckpt["best_val_loss"]
+        self.window, self.tokens_seen = list(ckpt["log_window"]), ckpt["tokens_seen"]
+        self.resumed_from = self.last_saved = self.step
+        rngs, world, rank = ckpt["rng"], self.procs.world, self.procs.rank
+        restore_rng(rngs[rank] if len(rngs) == world else rngs[0])
+        if len(rngs) != world:
+            torch.manual_seed(self.cfg["seed"] + 7919 * self.step + rank)
+            self.say(f"warning: {path.name} was written by {len(rngs)} process(es), this run has "
+                     f"{world}: training continues, but not bit for bit", always=True)  # fmt: skip
+        if self.procs.main:
+            keep_metrics_until(self.out_dir, self.step)
+        self.say(f"resumed from {path.name} at step {self.step}", always=True)
 
+    def update(self, step: int) -> tuple[float, float, torch.Tensor | None]:
+        """One optimiser step over grad_accum micro-batches; returns (mean loss, lr, grad norm)."""
+        cfg, procs = self.cfg, self.procs
+        lr = lr_at(step, cfg["lr"], cfg["warmup_steps"], cfg["max_steps"])
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        total = torch.zeros((), device=self.device)
+        for j in range(self.micro_steps):  # this process's share of the update's micro-batches
+            batch = self.train_windows.batch(
+                step * cfg["grad_accum"] + j * procs.world + procs.rank
+            )
+            x, y = (t.to(self.device, non_blocking=True) for t in batch)
+            last = j == self.micro_steps - 1  # DDP exchanges gradients after the last one only
+            ddp = cast(DistributedDataParallel, self.model)  # a DDP wrapper when world > 1
+            with contextlib.nullcontext() if last or procs.world == 1 else ddp.no_sync():
+                with autocast(self.device.type, self.precision):
+                    _, loss = self.model(x, y)
+                loss = loss.float() / self.micro_steps
+                self.scaler.scale(loss).backward()
+            total += loss.detach()
+        value = procs.mean(total).item()
+        if not math.isfinite(value):
+            kept = f"last saved at step {self.last_saved}" if self.last_saved else "none saved yet"
+            raise TrainingError(
+                f"the training loss became {value} at update {step + 1}; stopped without saving, so "
+                f"the checkpoints in {self.out_dir} ({kept}) are untouched. Try a lower lr (now "
+                f"{cfg['lr']}), a longer warmup_steps (now {cfg['warmup_steps']}), grad_clip=1.0 or "
+                "dtype=float32, in a new --out-dir"
+            )
+        norm = None
+        if cfg["grad_clip"]:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
+            norm = torch.nn.utils.clip_grad_norm_(self.raw.parameters(), cfg["grad_clip"])
+        self.scaler.step(self.optimizer)  # skipped (and the scale lowered) if fp16 overflowed
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        return value, lr, norm
 
-@add_to_class(Trainer)
-def start_fresh(self) -> None:
-    seed = self.cfg["seed"]
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed + self.procs.rank)  # each process draws its own dropout masks
-    self.step, self.best_val, self.window, self.tokens_seen = 0, math.inf, [0.0, 0], 0
-    self.resumed_from = self.last_saved = None
-    # resume_point has already removed what an earlier run wrote here
-
-
-@add_to_class(Trainer)
-def restore(self, ckpt: dict[str, Any], path: Path) -> None:
-    self.raw.load_state_dict(ckpt["model"])
-    self.optimizer.load_state_dict(ckpt["optimizer"])
-    if self.scaler.is_enabled() and ckpt.get("scaler"):
-        self.scaler.load_state_dict(ckpt["scaler"])
-    self.step, self.best_val = ckpt["step"], ckpt["best_val_loss"]
-    self.window, self.tokens_seen = list(ckpt["log_window"]), ckpt["tokens_seen"]
-    self.resumed_from = self.last_saved = self.step
-    rngs, world, rank = ckpt["rng"], self.procs.world, self.procs.rank
-    restore_rng(rngs[rank] if len(rngs) == world else rngs[0])
-    if len(rngs) != world:
-        torch.manual_seed(self.cfg["seed"] + 7919 * self.step + rank)
-        self.say(f"warning: {path.name} was written by {len(rngs)} process(es), this run has "
-                 f"{world}: training continues, but not bit for bit", always=True)  # fmt: skip
-    if self.procs.main:
-        keep_metrics_until(self.out_dir, self.step)
-    self.say(f"resumed from {path.name} at step {self.step}", always=True)
-
-
-@add_to_class(Trainer)
-def update(self, step: int) -> tuple[float, float, torch.Tensor | None]:
-    """One optimiser step over grad_accum micro-batches; returns (mean loss, lr, grad norm)."""
-    cfg, procs = self.cfg, self.procs
-    lr = lr_at(step, cfg["lr"], cfg["warmup_steps"], cfg["max_steps"])
-    for group in self.optimizer.param_groups:
-        group["lr"] = lr
-    total = torch.zeros((), device=self.device)
-    for j in range(self.micro_steps):  # this process's share of the update's micro-batches
-        batch = self.train_windows.batch(step * cfg["grad_accum"] + j * procs.world + procs.rank)
-        x, y = (t.to(self.device, non_blocking=True) for t in batch)
-        last = j == self.micro_steps - 1  # DDP exchanges gradients after the last one only
-        with contextlib.nullcontext() if last or procs.world == 1 else self.model.no_sync():
+    @torch.no_grad()
+    def evaluate(self) -> float:
+        """Mean loss over the eval_iters fixed validation batches (shared among processes)."""
+        procs, total = self.procs, torch.zeros(2, dtype=torch.float64, device=self.device)
+        self.eval_model.eval()
+        for i in range(procs.rank, self.cfg["eval_iters"], procs.world):
+            x, y = (t.to(self.device, non_blocking=True) for t in self.val_windows.batch(i))
             with autocast(self.device.type, self.precision):
-                _, loss = self.model(x, y)
-            loss = loss.float() / self.micro_steps
-            self.scaler.scale(loss).backward()
-        total += loss.detach()
-    value = procs.mean(total).item()
-    if not math.isfinite(value):
-        kept = f"last saved at step {self.last_saved}" if self.last_saved else "none saved yet"
-        raise TrainingError(
-            f"the training loss became {value} at update {step + 1}; stopped without saving, so "
-            f"the checkpoints in {self.out_dir} ({kept}) are untouched. Try a lower lr (now "
-            f"{cfg['lr']}), a longer warmup_steps (now {cfg['warmup_steps']}), grad_clip=1.0 or "
-            "dtype=float32, in a new --out-dir"
-        )
-    norm = None
-    if cfg["grad_clip"]:
-        self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
-        norm = torch.nn.utils.clip_grad_norm_(self.raw.parameters(), cfg["grad_clip"])
-    self.scaler.step(self.optimizer)  # skipped (and the scale lowered) if fp16 overflowed
-    self.scaler.update()
-    self.optimizer.zero_grad(set_to_none=True)
-    return value, lr, norm
+                total[0] += self.eval_model(x, y)[1].double()
+            total[1] += 1
+        self.eval_model.train()
+        total = procs.mean(total)  # mean of the sums over mean of the counts: the global mean
+        return (total[0] / total[1]).item()
 
+    def save(self, names: list[str]) -> None:
+        """Write `ckpt_last.pt` complete and `ckpt_best.pt` lean, as `names` asks (a collective:
+        every process gives its RNG state), then call `on_checkpoint` with the files written."""
+        rngs = self.procs.gather(capture_rng())
+        if self.procs.main:
+            lean = {"format": FORMAT, "step": self.step, "config": dict(self.cfg),
+                    "model": self.raw.state_dict(), "best_val_loss": self.best_val,
+                    "tokens_seen": self.tokens_seen, "inputs": self.inputs}  # fmt: skip
+            complete = {
+                **lean, "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+                "rng": rngs, "world_size": self.procs.world, "log_window": list(self.window),
+                "data": {"seed": self.cfg["seed"], "next_batch": self.step * self.cfg["grad_accum"]},
+            }  # fmt: skip
+            paths = [self.out_dir / name for name in names]
+            for path in paths:
+                atomic_save(complete if path.name == LAST else lean, path)
+            if self.tb is not None:
+                self.tb.flush()
+            if self.on_checkpoint is not None:
+                self.on_checkpoint(paths)
+        self.last_saved = self.step
 
-@add_to_class(Trainer)
-@torch.no_grad()
-def evaluate(self) -> float:
-    """Mean loss over the eval_iters fixed validation batches (shared among processes)."""
-    procs, total = self.procs, torch.zeros(2, dtype=torch.float64, device=self.device)
-    self.eval_model.eval()
-    for i in range(procs.rank, self.cfg["eval_iters"], procs.world):
-        x, y = (t.to(self.device, non_blocking=True) for t in self.val_windows.batch(i))
-        with autocast(self.device.type, self.precision):
-            total[0] += self.eval_model(x, y)[1].double()
-        total[1] += 1
-    self.eval_model.train()
-    total = procs.mean(total)  # mean of the sums over mean of the counts: the global mean
-    return (total[0] / total[1]).item()
+    def fit(
+        self, resume: bool = False, until: int | None = None, overwrite: bool = False
+    ) -> dict[str, Any]:
+        """Train from scratch or from the newest good checkpoint up to max_steps (or `until`)."""
+        if until is not None and until < 1:
+            raise ConfigError(f"until must be a positive update number, got {until}")
+        if resume and overwrite:
+            raise ConfigError("resume and overwrite exclude each other: choose one")
+        make_run_folder(self.out_dir)
+        # denormals flushed on a CPU, TF32 on Ampere+: while it trains, as they were afterwards
+        with exclusive(self.out_dir, self.procs), training_settings(self.device, self.capability):
+            return self._fit(resume, until, overwrite)
 
+    def _fit(self, resume: bool, until: int | None, overwrite: bool) -> dict[str, Any]:
+        cfg, out = self.cfg, self.out_dir
+        path = resume_point(out, resume, self.procs, lambda m: self.say(m, always=True), overwrite)
+        ckpt = read_checkpoint(path) if path is not None else {}
+        if path is not None:
+            check_same_run(ckpt["config"], cfg, path)
+        self.prepare_data(resuming=path is not None)
+        if path is not None:
+            check_same_inputs(ckpt.get("inputs", {}), self.inputs, path, cfg["dataset"])
+        self.build()
+        self.restore(ckpt, path) if path is not None else self.start_fresh()
+        del ckpt
+        if self.procs.main:
+            write_text_atomically(
+                out / CONFIG, CONFIG_HEADER + yaml.safe_dump(dict(cfg), sort_keys=False)
+            )
+            if cfg["tensorboard"]:
+                self.tb = TensorBoardLog(out, self.step, self.tokens_seen)
+        end = cfg["max_steps"] if until is None else min(until, cfg["max_steps"])
+        self.seconds, self.tokens_this_session, window = 0.0, 0, [0.0, 0]  # time, tokens
+        self.bar = tqdm(total=cfg["max_steps"], initial=self.step, unit="step", desc="training",
+                        disable=not self.progress, dynamic_ncols=True)  # fmt: skip
+        try:
+            while self.step < end:
+                start = time.perf_counter()
+                try:
+                    loss, lr, norm = self.update(self.step)
+                    seconds = time.perf_counter() - start
+                    self.step += 1
+                    self.tokens_seen += self.tokens_per_step
+                    self.seconds += seconds
+                    self.tokens_this_session += self.tokens_per_step
+                    window = [window[0] + seconds, window[1] + self.tokens_per_step]
+                    self.window = [self.window[0] + loss, self.window[1] + 1]
+                    best = self.log(lr, norm, window)  # evaluates when due
+                except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError, on any device
+                    raise TrainingError(
+                        f"out of GPU memory at batch_size={cfg['batch_size']}, grad_accum="
+                        f"{cfg['grad_accum']}, n_ctx={cfg['n_ctx']}: {out_of_memory_advice(cfg)}"
+                    ) from None
+                if best is not None:
+                    window = [0.0, 0]
+                self.bar.update(1)
+                if best:  # a best comes with a complete last: a resume is never behind the best
+                    self.save([LAST, BEST])
+                elif self.step % cfg["ckpt_interval"] == 0 or self.step == end:
+                    self.save([LAST])
+                if cfg["keep_every"] and self.step % cfg["keep_every"] == 0:  # lean, for chapter 09
+                    self.save([f"ckpt_step_{self.step:06d}.pt"])
+        finally:
+            self.bar.close()
+            self.bar = None
+            if self.tb is not None:
+                self.tb.close()
+                self.tb = None
+        return self.summary()
 
-@add_to_class(Trainer)
-def save(self, names: list[str]) -> None:
-    """Write `ckpt_last.pt` complete and `ckpt_best.pt` lean, as `names` asks (a collective:
-    every process gives its RNG state), then call `on_checkpoint` with the files written."""
-    rngs = self.procs.gather(capture_rng())
-    if self.procs.main:
-        lean = {"format": FORMAT, "step": self.step, "config": dict(self.cfg),
-                "model": self.raw.state_dict(), "best_val_loss": self.best_val,
-                "tokens_seen": self.tokens_seen, "inputs": self.inputs}  # fmt: skip
-        complete = {
-            **lean, "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
-            "rng": rngs, "world_size": self.procs.world, "log_window": list(self.window),
-            "data": {"seed": self.cfg["seed"], "next_batch": self.step * self.cfg["grad_accum"]},
+    def log(self, lr: float, norm: torch.Tensor | None, window: list) -> bool | None:
+        """Write this update's metrics line if it is due, evaluating if due; None if not due,
+        else whether the validation loss is the best so far."""
+        cfg, step = self.cfg, self.step
+        evaluating = step % cfg["eval_interval"] == 0 or step == cfg["max_steps"]
+        if not evaluating and step % cfg["log_interval"]:
+            return None
+        record = {
+            "step": step, "train_loss": self.window[0] / self.window[1], "lr": lr,
+            "grad_norm": norm.item() if norm is not None and torch.isfinite(norm) else None,
+            "tokens_seen": self.tokens_seen, "tokens_per_s": window[1] / window[0],
         }  # fmt: skip
-        paths = [self.out_dir / name for name in names]
-        for path in paths:
-            atomic_save(complete if path.name == LAST else lean, path)
-        if self.tb is not None:
-            self.tb.flush()
-        if self.on_checkpoint is not None:
-            self.on_checkpoint(paths)
-    self.last_saved = self.step
+        if self.peak:
+            record["mfu"] = record["tokens_per_s"] * self.flops_per_token / self.peak
+        self.window, best = [0.0, 0], False
+        if evaluating:
+            val = self.evaluate()
+            record.update(val_loss=val, val_ppl=math.exp(val))
+            best, self.best_val = val < self.best_val, min(val, self.best_val)
+            self.say(f"step {step}: validation loss {val:.4f}, perplexity {math.exp(val):.2f}")
+        if self.procs.main:
+            append_metrics(self.out_dir, record)
+            if self.tb is not None:
+                self.tb.write(record)
+        self.bar.set_postfix(loss=f"{record['train_loss']:.3f}", lr=f"{lr:.2e}",
+                             tok_s=f"{record['tokens_per_s']:,.0f}")  # fmt: skip
+        return best
+
+    def summary(self) -> dict[str, Any]:
+        records = read_metrics(self.out_dir)
+        vals = [r["val_loss"] for r in records if "val_loss" in r]
+        speed = self.tokens_this_session / self.seconds if self.seconds else None
+        return {
+            "out_dir": str(self.out_dir), "steps": self.step, "max_steps": self.cfg["max_steps"],
+            "resumed_from": self.resumed_from,
+            "final_train_loss": records[-1]["train_loss"] if records else None,
+            "final_val_loss": vals[-1] if vals else None, "best_val_loss": min(vals) if vals else None,
+            "val_perplexity": math.exp(vals[-1]) if vals else None,
+            "tokens_seen": self.tokens_seen, "tokens_per_s": speed, "train_seconds": self.seconds,
+            "mfu": speed * self.flops_per_token / self.peak if speed and self.peak else None,
+            "device": str(self.device), "dtype": self.precision.name, "processes": self.procs.world,
+        }  # fmt: skip
+
+    # resume_point has already removed what an earlier run wrote here
 
 
 def out_of_memory_advice(cfg: dict[str, Any]) -> str:
@@ -291,123 +402,3 @@ def out_of_memory_advice(cfg: dict[str, Any]) -> str:
         f"lower batch_size and raise grad_accum by the same factor, which keeps the {b * accum} "
         f"sequences of an update, e.g. --set batch_size={smaller} --set grad_accum={accum * b // smaller}"
     )
-
-
-@add_to_class(Trainer)
-def fit(
-    self, resume: bool = False, until: int | None = None, overwrite: bool = False
-) -> dict[str, Any]:
-    """Train from scratch or from the newest good checkpoint up to max_steps (or `until`)."""
-    if until is not None and until < 1:
-        raise ConfigError(f"until must be a positive update number, got {until}")
-    if resume and overwrite:
-        raise ConfigError("resume and overwrite exclude each other: choose one")
-    make_run_folder(self.out_dir)
-    with exclusive(self.out_dir, self.procs):
-        return self._fit(resume, until, overwrite)
-
-
-@add_to_class(Trainer)
-def _fit(self, resume: bool, until: int | None, overwrite: bool) -> dict[str, Any]:
-    cfg, out = self.cfg, self.out_dir
-    path = resume_point(out, resume, self.procs, lambda m: self.say(m, always=True), overwrite)
-    ckpt = read_checkpoint(path) if path is not None else None
-    if ckpt is not None:
-        check_same_run(ckpt["config"], cfg, path)
-    self.prepare_data(resuming=ckpt is not None)
-    if ckpt is not None:
-        check_same_inputs(ckpt.get("inputs", {}), self.inputs, path, cfg["dataset"])
-    self.build()
-    self.restore(ckpt, path) if ckpt is not None else self.start_fresh()
-    del ckpt
-    if self.procs.main:
-        write_text_atomically(
-            out / CONFIG, CONFIG_HEADER + yaml.safe_dump(dict(cfg), sort_keys=False)
-        )
-        if cfg["tensorboard"]:
-            self.tb = TensorBoardLog(out, self.step, self.tokens_seen)
-    end = cfg["max_steps"] if until is None else min(until, cfg["max_steps"])
-    self.seconds, self.tokens_this_session, window = 0.0, 0, [0.0, 0]  # time, tokens
-    self.bar = tqdm(total=cfg["max_steps"], initial=self.step, unit="step", desc="training",
-                    disable=not self.progress, dynamic_ncols=True)  # fmt: skip
-    try:
-        while self.step < end:
-            start = time.perf_counter()
-            try:
-                loss, lr, norm = self.update(self.step)
-                seconds = time.perf_counter() - start
-                self.step += 1
-                self.tokens_seen += self.tokens_per_step
-                self.seconds += seconds
-                self.tokens_this_session += self.tokens_per_step
-                window = [window[0] + seconds, window[1] + self.tokens_per_step]
-                self.window = [self.window[0] + loss, self.window[1] + 1]
-                best = self.log(lr, norm, window)  # evaluates when due
-            except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError, on any device
-                raise TrainingError(
-                    f"out of GPU memory at batch_size={cfg['batch_size']}, grad_accum="
-                    f"{cfg['grad_accum']}, n_ctx={cfg['n_ctx']}: {out_of_memory_advice(cfg)}"
-                ) from None
-            if best is not None:
-                window = [0.0, 0]
-            self.bar.update(1)
-            if best:  # a best comes with a complete last: a resume is never behind the best
-                self.save([LAST, BEST])
-            elif self.step % cfg["ckpt_interval"] == 0 or self.step == end:
-                self.save([LAST])
-            if cfg["keep_every"] and self.step % cfg["keep_every"] == 0:  # lean, for chapter 09
-                self.save([f"ckpt_step_{self.step:06d}.pt"])
-    finally:
-        self.bar.close()
-        self.bar = None
-        if self.tb is not None:
-            self.tb.close()
-            self.tb = None
-    return self.summary()
-
-
-@add_to_class(Trainer)
-def log(self, lr: float, norm: torch.Tensor | None, window: list) -> bool | None:
-    """Write this update's metrics line if it is due, evaluating if due; None if not due,
-    else whether the validation loss is the best so far."""
-    cfg, step = self.cfg, self.step
-    evaluating = step % cfg["eval_interval"] == 0 or step == cfg["max_steps"]
-    if not evaluating and step % cfg["log_interval"]:
-        return None
-    record = {
-        "step": step, "train_loss": self.window[0] / self.window[1], "lr": lr,
-        "grad_norm": norm.item() if norm is not None and torch.isfinite(norm) else None,
-        "tokens_seen": self.tokens_seen, "tokens_per_s": window[1] / window[0],
-    }  # fmt: skip
-    if self.peak:
-        record["mfu"] = record["tokens_per_s"] * self.flops_per_token / self.peak
-    self.window, best = [0.0, 0], False
-    if evaluating:
-        val = self.evaluate()
-        record.update(val_loss=val, val_ppl=math.exp(val))
-        best, self.best_val = val < self.best_val, min(val, self.best_val)
-        self.say(f"step {step}: validation loss {val:.4f}, perplexity {math.exp(val):.2f}")
-    if self.procs.main:
-        append_metrics(self.out_dir, record)
-        if self.tb is not None:
-            self.tb.write(record)
-    self.bar.set_postfix(loss=f"{record['train_loss']:.3f}", lr=f"{lr:.2e}",
-                         tok_s=f"{record['tokens_per_s']:,.0f}")  # fmt: skip
-    return best
-
-
-@add_to_class(Trainer)
-def summary(self) -> dict[str, Any]:
-    records = read_metrics(self.out_dir)
-    vals = [r["val_loss"] for r in records if "val_loss" in r]
-    speed = self.tokens_this_session / self.seconds if self.seconds else None
-    return {
-        "out_dir": str(self.out_dir), "steps": self.step, "max_steps": self.cfg["max_steps"],
-        "resumed_from": self.resumed_from,
-        "final_train_loss": records[-1]["train_loss"] if records else None,
-        "final_val_loss": vals[-1] if vals else None, "best_val_loss": min(vals) if vals else None,
-        "val_perplexity": math.exp(vals[-1]) if vals else None,
-        "tokens_seen": self.tokens_seen, "tokens_per_s": speed, "train_seconds": self.seconds,
-        "mfu": speed * self.flops_per_token / self.peak if speed and self.peak else None,
-        "device": str(self.device), "dtype": self.precision.name, "processes": self.procs.world,
-    }  # fmt: skip

@@ -1,7 +1,8 @@
 """The exported folder loads whole in `transformers`, and `push_to_hub` fails in one line.
 
 `save_for_transformers` (chapter 04) is what the GPU chapter hands the reader: a folder that
-`AutoTokenizer` and `OpenAIGPTLMHeadModel` load and generate with, no gpt1_lib needed.
+`AutoTokenizer` and `AutoModelForCausalLM` (OpenAIGPT for a post-LN model, GPT-2 for a pre-LN
+one) load and generate with, no gpt1_lib needed.
 """
 
 from __future__ import annotations
@@ -71,15 +72,21 @@ def test_transformers_computes_our_logits_and_generates_our_greedy_tokens(tokeni
     hf_tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
     hf = transformers.OpenAIGPTLMHeadModel.from_pretrained(folder).eval()
     ids = hf_tokenizer(TEXTS[0], return_tensors="pt")["input_ids"]
+    out = assert_same_logits_and_greedy_tokens(hf, ours, ids)
+    assert out.shape == (1, ids.shape[1] + 10)
+    assert isinstance(hf_tokenizer.decode(out[0]), str)
+
+
+def assert_same_logits_and_greedy_tokens(hf, ours, ids: torch.Tensor) -> torch.Tensor:
+    """`transformers` computes our logits and its `generate` picks our 10 greedy tokens."""
     with torch.no_grad():
         assert torch.allclose(hf(ids).logits, ours(ids)[0], atol=1e-5)
         out = hf.generate(ids, max_new_tokens=10, do_sample=False, pad_token_id=PAD_ID)
         greedy = ids
         for _ in range(10):
             greedy = torch.cat([greedy, ours(greedy)[0][:, -1].argmax(-1, keepdim=True)], dim=1)
-    assert out.shape == (1, ids.shape[1] + 10)
     assert torch.equal(out, greedy)
-    assert isinstance(hf_tokenizer.decode(out[0]), str)
+    return out
 
 
 def test_gpt1_lib_reads_the_same_folder_back(exported):
@@ -90,9 +97,37 @@ def test_gpt1_lib_reads_the_same_folder_back(exported):
         assert torch.equal(back(ids)[0], ours(ids)[0])
 
 
-def test_a_pre_ln_model_is_refused_before_anything_is_written(tokenizer, tmp_path):
-    model = GPT(GPTConfig(vocab_size=320, n_ctx=16, n_embd=32, n_layer=1, n_head=4, pre_ln=True))
-    with pytest.raises(ValueError, match="post-LN"):
+@pytest.mark.parametrize("activation", ["gelu_tanh", "gelu"])
+def test_a_pre_ln_model_leaves_as_gpt2_and_generates_our_greedy_tokens(
+    tokenizer, tmp_path, activation
+):
+    """The book's default (cpu) model is pre-LN, GPT-2's architecture: it is saved in GPT-2's
+    format, which `AutoModelForCausalLM` loads as GPT2LMHeadModel, with our logits and greedy
+    tokens; `GPT.from_pretrained` reads it back to the same weights."""
+    torch.manual_seed(1)
+    config = GPTConfig(vocab_size=320, n_ctx=48, n_embd=32, n_layer=2, n_head=4, pre_ln=True,
+                       activation=activation)  # fmt: skip
+    ours = GPT(config).eval()
+    with torch.no_grad():
+        for p in ours.parameters():
+            p.normal_(0, 0.1)
+    folder = save_for_transformers(ours, tokenizer, tmp_path / "out")
+    assert json.loads((folder / "config.json").read_text())["architectures"] == ["GPT2LMHeadModel"]
+    hf = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
+    assert type(hf).__name__ == "GPT2LMHeadModel"
+    ids = transformers.AutoTokenizer.from_pretrained(folder)(TEXTS[0], return_tensors="pt")
+    assert_same_logits_and_greedy_tokens(hf, ours, ids["input_ids"])
+    back = GPT.from_pretrained(folder)
+    assert back.config == config
+    assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), ours.state_dict().values()))
+
+
+def test_a_post_ln_model_with_the_exact_gelu_is_refused_before_anything_is_written(
+    tokenizer, tmp_path
+):
+    model = GPT(GPTConfig(vocab_size=320, n_ctx=16, n_embd=32, n_layer=1, n_head=4,
+                          activation="gelu"))  # fmt: skip
+    with pytest.raises(ValueError, match="tanh GELU only"):
         save_for_transformers(model, tokenizer, tmp_path / "out")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 

@@ -112,3 +112,39 @@ def test_gradients_are_clipped_after_they_are_unscaled(corpus, work_dir, tmp_pat
     assert all(n > 1.0 for n in runs["float32"][0])  # large enough that clipping at 1.0 acts
     for name, value in runs["float32"][1].items():  # the same three updates, to fp16 rounding
         assert torch.allclose(runs["float16"][1][name], value, atol=2e-3), name
+
+
+def test_training_settings_are_on_while_training_and_as_they_were_after():
+    """Denormals flushed on a CPU and TF32 on Ampere+ are process-wide switches: a context
+    turns them on for a training loop and puts them back, so nothing after it computes
+    differently (a float32 parity check after a run on an A100 is not a TF32 one)."""
+    from gpt1_lib.precision import denormals_flushed, training_settings
+
+    cuda, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    try:
+        for flushed in (False, True):
+            torch.set_flush_denormal(flushed)
+            with training_settings(torch.device("cpu")):
+                assert denormals_flushed()
+            assert denormals_flushed() == flushed
+        torch.set_flush_denormal(False)
+        cuda.allow_tf32 = cudnn.allow_tf32 = False
+        with training_settings(torch.device("cuda"), (8, 0)):  # an A100, an A10G
+            assert cuda.allow_tf32 and cudnn.allow_tf32
+        assert not cuda.allow_tf32 and not cudnn.allow_tf32
+        with training_settings(torch.device("cuda"), (7, 5)):  # a T4 has no TF32
+            assert not cuda.allow_tf32
+        with pytest.raises(RuntimeError), training_settings(torch.device("cuda"), (9, 0)):
+            raise RuntimeError("a failed run restores them too")
+        assert not cuda.allow_tf32 and not denormals_flushed()
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def test_a_training_run_leaves_the_process_as_it_found_it(corpus, work_dir, tmp_path):
+    from gpt1_lib.precision import denormals_flushed
+
+    torch.set_flush_denormal(False)
+    config = tiny_config(corpus, max_steps=2, warmup_steps=1, eval_interval=2, ckpt_interval=2)
+    train(config, tmp_path / "run", progress=False, work_dir=work_dir)
+    assert not denormals_flushed()

@@ -228,8 +228,8 @@ def test_targets_of_another_shape_are_a_clear_error():
 def test_a_directory_that_is_not_a_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="no config.json"):
         GPT.from_pretrained(tmp_path)
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
-    with pytest.raises(ValueError, match="not 'openai-gpt'"):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(ValueError, match="not 'openai-gpt' or 'gpt2'"):
         GPT.from_pretrained(tmp_path)
 
 
@@ -272,11 +272,19 @@ def test_unreachable_hub_is_a_clear_error_without_retries(monkeypatch):
         GPT.from_pretrained("gpt1-from-scratch/no-such-model")
 
 
-def test_save_pretrained_refuses_what_hf_openaigpt_cannot_hold(tmp_path):
-    model = GPT(GPTConfig(**SMALL, pre_ln=True))
-    with pytest.raises(ValueError, match="post-LN"):
+def test_save_pretrained_refuses_what_transformers_cannot_run(tmp_path):
+    model = GPT(GPTConfig(**SMALL, activation="gelu"))  # post-LN with the exact GELU
+    with pytest.raises(ValueError, match="tanh GELU only"):
         model.save_pretrained(tmp_path / "ckpt")
     assert not (tmp_path / "ckpt").exists()  # nothing written
+
+
+def test_the_default_cpu_model_round_trips_through_save_pretrained(tmp_path):
+    """The README's example: the book's default model (pre-LN) leaves in GPT-2's format."""
+    model = GPT(model_config("cpu"))
+    back = GPT.from_pretrained(model.save_pretrained(tmp_path / "cpu"))
+    assert back.config == model.config
+    assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), model.state_dict().values()))
 
 
 def test_save_pretrained_replaces_an_existing_checkpoint(tmp_path):

@@ -1,5 +1,5 @@
-"""Project-level checks: generated modules in sync and importing only backwards, ruff clean,
-environments agree."""
+"""Project-level checks: generated modules in sync and importing only backwards, ruff and mypy
+clean, environments agree."""
 
 from __future__ import annotations
 
@@ -87,6 +87,16 @@ def test_ruff_is_clean():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_type_hints_check():
+    """mypy over the generated package ([tool.mypy] in pyproject.toml): the hints a user's
+    editor reads (gpt1_lib ships py.typed) say what the code does."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (ROOT / "gpt1_lib" / "py.typed").exists()
+
+
 def _name(requirement: str) -> str:
     return re.split(r"[\s<>=!~\[;]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
 
@@ -99,3 +109,97 @@ def test_environment_yml_names_the_same_packages_as_pyproject():
     listed = {_name(r) for r in sum(pip_lists, [])} - {"-e"}
     conda = {_name(d) for d in env["dependencies"] if isinstance(d, str)} - {"python", "pip"}
     assert wanted == listed | conda, wanted ^ (listed | conda)
+
+
+def _export_module():
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import export
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    return export
+
+
+def test_the_exporter_puts_methods_grown_cell_by_cell_into_their_class():
+    """d2l's `@add_to_class(Cls)` grows a class across cells; the generated module shows it
+    whole: the method (and the comment above it) inside the class body, the decorator gone.
+    A method of a class from another module is left to be attached at import."""
+    source = (
+        "class Model:\n"
+        '    """A model."""\n'
+        "\n"
+        "    def __init__(self) -> None:\n"
+        "        self.x = 1\n"
+        "\n"
+        "\n"
+        "def helper() -> int:\n"
+        "    return 2\n"
+        "\n"
+        "\n"
+        "# the forward pass, grown in a later cell\n"
+        "@add_to_class(Model)\n"
+        "def forward(self) -> Model:\n"
+        "    return self\n"
+        "\n"
+        "\n"
+        "@add_to_class(Model)\n"
+        "@classmethod\n"
+        "def build(cls) -> Model:\n"
+        "    return cls()\n"
+        "\n"
+        "\n"
+        "@add_to_class(Elsewhere)\n"
+        "def foreign(self) -> None:\n"
+        "    pass\n"
+    )
+    merged = _export_module().merge_methods(source)
+    tree = ast.parse(merged)
+    model = next(n for n in tree.body if isinstance(n, ast.ClassDef))
+    assert [f.name for f in model.body if isinstance(f, ast.FunctionDef)] == [
+        "__init__", "forward", "build"
+    ]  # fmt: skip
+    assert "    # the forward pass, grown in a later cell\n    def forward" in merged
+    assert merged.count("@add_to_class") == 1 and "@add_to_class(Elsewhere)" in merged
+    assert [n.name for n in tree.body if isinstance(n, ast.FunctionDef)] == ["helper", "foreign"]
+    assert "    @classmethod\n    def build(cls)" in merged
+
+
+def test_every_generated_class_is_whole_in_its_module():
+    """No generated module attaches a method to a class it defines itself."""
+    export = _export_module()
+    for path in (ROOT / "gpt1_lib").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        defined = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
+        grown = {export._added_to(n) for n in tree.body} & defined
+        assert not grown, f"{path.name} grows {grown} outside the class body"
+
+
+# A distribution's name where its import name differs.
+IMPORT_NAMES = {"pyyaml": "yaml", "huggingface-hub": "huggingface_hub"}
+
+
+def test_runtime_dependencies_are_exactly_what_the_package_imports():
+    """`pip install gpt1_lib` brings what the package needs and nothing the chapters need."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {IMPORT_NAMES.get(_name(r), _name(r)) for r in project["dependencies"]}
+    imported = set()
+    for path in (ROOT / "gpt1_lib").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"gpt1_lib", "__future__"}
+    assert declared == third_party, declared ^ third_party
+    assert {"matplotlib", "scipy"} <= {_name(r) for r in project["optional-dependencies"]["notebooks"]}
+
+
+def test_a_license_matching_pyproject_and_a_workflow_running_make_test():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT"
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+    workflow = yaml.safe_load((ROOT / ".github/workflows/test.yml").read_text())
+    triggers = workflow[True]  # YAML 1.1 reads the key `on` as true
+    assert "push" in triggers and "pull_request" in triggers
+    steps = [s.get("run") for job in workflow["jobs"].values() for s in job["steps"]]
+    assert "make test" in steps

@@ -9,8 +9,12 @@ Convention (nbdev's spelling; CONTRIBUTING.md has the whole workflow):
 - `#| export <module>` sends one cell to another module instead.
 
 Top-level imports of the exported cells are gathered at the top of the module (after the
-module docstring, which is the docstring of the first exported cell), then the module is
-sorted and formatted with ruff, so every generated file is lint-clean.
+module docstring, which is the docstring of the first exported cell, and after
+`from __future__ import annotations`, which every generated module has). A method that a notebook
+grows onto a class cell by cell (`@add_to_class(Cls)`, d2l's idiom) is moved into the class
+body when the class is defined in the same module, so the generated module reads as one class,
+whole, as a reader and a type checker expect. Then the module is sorted and formatted with
+ruff, so every generated file is lint-clean.
 """
 
 from __future__ import annotations
@@ -118,6 +122,62 @@ def _ruff(args: list[str], source: str) -> str:
     return result.stdout
 
 
+ADD_TO_CLASS = "add_to_class"
+
+
+def _added_to(node: ast.stmt) -> str | None:
+    """The class a top-level `@add_to_class(Cls)` function is grown onto, else None."""
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return None
+    for decorator in node.decorator_list:
+        if (
+            isinstance(decorator, ast.Call)
+            and isinstance(decorator.func, ast.Name)
+            and decorator.func.id == ADD_TO_CLASS
+            and len(decorator.args) == 1
+            and isinstance(decorator.args[0], ast.Name)
+        ):
+            return decorator.args[0].id
+    return None
+
+
+def merge_methods(source: str) -> str:
+    """Move each `@add_to_class(Cls)` function of `source` into the body of `class Cls` when
+    the module defines it (the decorator dropped, comment lines right above it moved too);
+    a method of a class from another module stays as it is, attached at import."""
+    tree = ast.parse(source)
+    lines = source.splitlines()
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    moved: dict[str, list[str]] = {}
+    drop: set[int] = set()
+    for node in tree.body:
+        target = _added_to(node)
+        if target not in classes:
+            continue
+        first = min(d.lineno for d in node.decorator_list) - 1
+        while first > 0 and lines[first - 1].lstrip().startswith("#"):
+            first -= 1  # the comment that introduces it goes with it
+        span = range(first, node.end_lineno)
+        drop.update(span)
+        kept = [
+            line
+            for j, line in zip(span, (lines[j] for j in span))
+            if not (line.startswith("@" + ADD_TO_CLASS + "(") and j < node.lineno)
+        ]
+        moved.setdefault(target, []).append("\n".join("    " + ln if ln else ln for ln in kept))
+    if not moved:
+        return source
+    ends = {classes[name].end_lineno: name for name in moved}
+    out: list[str] = []
+    for j, line in enumerate(lines):
+        if j not in drop:
+            out.append(line)
+        if j + 1 in ends:  # the class's last line: its grown methods follow
+            for method in moved[ends[j + 1]]:
+                out.extend(["", method])
+    return "\n".join(out) + "\n"
+
+
 def render(module: Module) -> str:
     """The text of one generated module: header, docstring, imports, cells; then ruff."""
     sources = ", ".join(module.notebooks)
@@ -125,7 +185,9 @@ def render(module: Module) -> str:
         f"{GENERATED_MARK} from {sources}: do not edit.\n"
         "# Change the notebook, then run `make export`.\n"
     )
-    future = [i for i in module.imports if i.startswith("from __future__")]
+    # Annotations stay strings: a method moved into its class may name the class (`-> GPT`).
+    future = ["from __future__ import annotations"]
+    future += [i for i in module.imports if i.startswith("from __future__") and i not in future]
     others = [i for i in module.imports if i not in future]
     parts = [header]
     if module.docstring:
@@ -133,7 +195,8 @@ def render(module: Module) -> str:
     parts.append("\n".join(future + others))
     parts.extend(module.bodies)
     text = "\n\n\n".join(p.strip("\n") for p in parts if p.strip()) + "\n"
-    text = _ruff(["check", "--fix-only", "--select", "I,F401", "--quiet"], text)
+    text = merge_methods(text)
+    text = _ruff(["check", "--fix-only", "--select", "I,F401,UP037", "--quiet"], text)
     return _ruff(["format", "--quiet"], text)
 
 

@@ -53,7 +53,7 @@ def install_cell() -> str:
         'if "google.colab" in sys.modules:\n'
         f'    REPO, REF = "{url}", "{ref}"\n'
         '    subprocess.run([sys.executable, "-m", "pip", "install", "-q", '
-        'f"gpt1_lib @ git+{REPO}@{REF}"], check=True)'
+        'f"gpt1_lib[notebooks] @ git+{REPO}@{REF}"], check=True)'
     )
 
 
