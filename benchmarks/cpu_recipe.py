@@ -39,10 +39,10 @@ sys.path.insert(0, str(ROOT))
 
 from gpt1_lib.checkpoint import load_model  # noqa: E402
 from gpt1_lib.config import load_config as checked  # noqa: E402
-from gpt1_lib.data import prepare_tokens  # noqa: E402
-from gpt1_lib.doctor import cpu_name  # noqa: E402
+from gpt1_lib.hardware import cpu_name  # noqa: E402
 from gpt1_lib.perplexity import perplexity  # noqa: E402
 from gpt1_lib.profiles import load_config  # noqa: E402
+from gpt1_lib.token_cache import prepare_tokens  # noqa: E402
 from gpt1_lib.tokenizer import decode, prepare_tokenizer  # noqa: E402
 from gpt1_lib.train import read_metrics, train  # noqa: E402
 

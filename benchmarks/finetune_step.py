@@ -33,14 +33,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gpt1_lib.doctor import cpu_name  # noqa: E402
-from gpt1_lib.finetune import (  # noqa: E402
-    Encoded,
-    FineTuneModel,
-    finetune_config,
-    grow_vocab,
-    update,
-)
+from gpt1_lib.finetune_loop import finetune_config, update  # noqa: E402
+from gpt1_lib.finetune_model import Encoded, FineTuneModel, grow_vocab  # noqa: E402
+from gpt1_lib.hardware import cpu_name  # noqa: E402
 from gpt1_lib.model import GPT, model_config  # noqa: E402
 from gpt1_lib.optim import make_optimizer  # noqa: E402
 

@@ -43,7 +43,7 @@ import torch
 import transformers
 from transformers import GPT2Config, GPT2LMHeadModel, OpenAIGPTLMHeadModel
 
-from gpt1_lib.doctor import cpu_name
+from gpt1_lib.hardware import cpu_name
 from gpt1_lib.kv_cache import KVCache
 from gpt1_lib.model import GPT, model_config
 from gpt1_lib.pretrained import state_dict_from_gpt2

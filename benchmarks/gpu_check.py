@@ -48,7 +48,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gpt1_lib import doctor  # noqa: E402
+from gpt1_lib import hardware  # noqa: E402
 from gpt1_lib.model import GPT, model_config  # noqa: E402
 from gpt1_lib.optim import make_optimizer  # noqa: E402
 from gpt1_lib.precision import (  # noqa: E402
@@ -416,7 +416,7 @@ def describe_device(device: str) -> dict[str, str]:
         facts.update(
             name=props.name, capability=f"{props.major}.{props.minor}",
             memory=f"{props.total_memory / 2**30:.1f} GiB", cuda=str(torch.version.cuda),
-            cudnn=str(torch.backends.cudnn.version()), driver=doctor.driver_line(),
+            cudnn=str(torch.backends.cudnn.version()), driver=hardware.driver_line(),
         )  # fmt: skip
     else:
         facts.update(name=f"CPU ({platform.processor() or platform.machine()})", capability="-",
@@ -515,7 +515,7 @@ def render_report(facts: dict[str, str], rows: list[Measurement], kernels: dict[
     if kernels:
         lines += ["## SDPA kernels that run alone at the presets' attention shape", "",
                   "Each kernel forced with `torch.nn.attention.sdpa_kernel`, causal, forward and "
-                  "backward with dropout 0.1 as in training (`gpt1_lib.doctor.sdpa_probe`).", ""]  # fmt: skip
+                  "backward with dropout 0.1 as in training (`gpt1_lib.hardware.sdpa_probe`).", ""]  # fmt: skip
         lines += [f"- {where}: " + "; ".join(f"{k} {v}" for k, v in probe.items())
                   for where, probe in kernels.items()]  # fmt: skip
         lines.append("")
@@ -589,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
         shape = (cfg["batch_size"], cfg["n_head"], cfg["n_ctx"], cfg["n_embd"] // cfg["n_head"])
         where = f"{preset} ({precision.name}, {' × '.join(map(str, shape))})"
         try:
-            kernels[where] = doctor.sdpa_probe("cuda", precision.dtype, shape)
+            kernels[where] = hardware.sdpa_probe("cuda", precision.dtype, shape)
         except Exception as err:  # e.g. out of memory: the measurements still run
             kernels[where] = {"probe": f"failed ({type(err).__name__}: {str(err).strip()[:120]})"}
         for on in (False, True) if compiled or args.compile_all else (False,):

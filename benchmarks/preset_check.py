@@ -50,8 +50,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gpt1_lib.config import load_config  # noqa: E402
-from gpt1_lib.data import prepare_tokens  # noqa: E402
 from gpt1_lib.run_dir import read_metrics  # noqa: E402
+from gpt1_lib.token_cache import prepare_tokens  # noqa: E402
 from gpt1_lib.tokenizer import prepare_tokenizer  # noqa: E402
 from gpt1_lib.train import train  # noqa: E402
 

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gpt1_lib.doctor import cpu_name  # noqa: E402
+from gpt1_lib.hardware import cpu_name  # noqa: E402
 from gpt1_lib.model import GPT, GPTConfig, model_config  # noqa: E402
 
 

@@ -26,8 +26,8 @@ from typing import Any, cast
 import numpy as np
 import torch
 
+from gpt1_lib.atomic import write_atomically
 from gpt1_lib.model import GPT, model_config
-from gpt1_lib.tokenizer import write_atomically
 
 LAST, BEST = "ckpt_last.pt", "ckpt_best.pt"
 FORMAT = 1  # bump when the layout of a checkpoint changes

@@ -2,46 +2,26 @@
 # Change the notebook, then run `make export`.
 
 
-"""Named text corpora and released files: fetch once, verify, and hand back a local path.
-
-Every chapter, the CLI and the Colab run need the same text on machines with and without
-network. A download resumes where it stopped (HTTP Range), a file appears under its final name
-only once it is complete and its checksum checks out (atomic rename), and `GPT1_DATA_MIRROR`
-points at a local folder laid out `<corpus>/<file>` for CI and offline machines. `RELEASES`
-and `fetch_release` do the same for GPT-1's published tokenizer and weights.
-"""
+"""Named text corpora: fetched once (`download.py`), verified, and handed back as a local path;
+the held-out part of a text that has no validation split. Every chapter, the CLI and the Colab
+run read the same text on machines with and without network."""
 
 from __future__ import annotations
 
 import codecs
-import hashlib
 import os
-import tempfile
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
+from gpt1_lib.download import (
+    CHUNK_BYTES,
+    MIRROR_ENV,
+    RemoteFile,
+    copy_from_mirror,
+    download,
+    verify,
+)
 from gpt1_lib.profiles import project_root
-
-MIRROR_ENV = "GPT1_DATA_MIRROR"
-CHUNK_BYTES = 1 << 20
-
-
-@dataclass(frozen=True)
-class RemoteFile:
-    """One remote file: its URL, its local file name, and its checksum where known.
-
-    `sha256` is the usual pin. `git_blob` is git's own name for the content (the SHA-1 of
-    `b"blob <size>\\0"` followed by the bytes), for files known only by their git history.
-    """
-
-    url: str
-    filename: str
-    sha256: str | None = None
-    git_blob: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,14 +66,6 @@ CORPORA: dict[str, Corpus] = {
 }
 
 
-class ChecksumError(ValueError):
-    """A file's checksum differs from the known one; it is never kept under its final name."""
-
-
-class DownloadError(RuntimeError):
-    """A download failed or stopped early; what arrived is kept for the next call to resume."""
-
-
 def splits(name: str) -> tuple[str, ...]:
     """The splits a corpus offers; a text file given by its path has one, `"train"`."""
     if name in CORPORA:
@@ -121,168 +93,6 @@ def _remote(name: str, split: str) -> RemoteFile:
     return corpus.splits[split]
 
 
-def _hash_file(path: Path, digest) -> str:
-    """Feed a file to `digest` in chunks, so multi-GB files never fill memory; return hex."""
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file."""
-    return _hash_file(path, hashlib.sha256())
-
-
-def git_blob_id(path: Path) -> str:
-    """Git's id for a file's content: SHA-1 of `b"blob <size>\\0"` followed by the bytes.
-
-    Every file in a git repository is stored under this id, so `git ls-tree` lists it without
-    the file being at hand. SHA-1 is broken for collisions made to order, but matching an id
-    that was already published would take a second preimage, which nobody can produce.
-    """
-    size = Path(path).stat().st_size
-    return _hash_file(path, hashlib.sha1(b"blob %d\0" % size))
-
-
-def _verify(
-    path: Path, what: str, advice: str, sha256: str | None = None, git_blob: str | None = None
-) -> None:
-    """Raise ChecksumError, naming both digests and what to do, unless every pin matches."""
-    for label, expected, digest_of in (
-        ("SHA-256", sha256, sha256_of),
-        ("git blob id", git_blob, git_blob_id),
-    ):
-        if expected is None:
-            continue
-        actual = digest_of(path)
-        if actual != expected.lower():
-            raise ChecksumError(
-                f"{what} has {label} {actual[:16]}…, expected {expected[:16]}…: {advice}"
-            )
-
-
-def download(
-    url: str,
-    dest: Path,
-    sha256: str | None = None,
-    timeout: float = 60.0,
-    *,
-    git_blob: str | None = None,
-) -> Path:
-    """Download `url` to `dest` with a progress bar, resuming `dest.part` if it exists.
-
-    `dest` appears only when complete and (if `sha256` or `git_blob` is given) verified, via an
-    atomic rename; a failed check deletes the partial file so the next call starts afresh.
-    """
-    dest = Path(dest)
-    part = dest.with_name(dest.name + ".part")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    offset = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"User-Agent": "gpt1_lib"})
-    if offset:
-        request.add_header("Range", f"bytes={offset}-")
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as err:
-        if err.code == 416 and offset and _range_total(err.headers) == offset:
-            response = None  # the partial file already holds every byte
-        elif err.code == 416 and offset:
-            part.unlink()  # the partial file is longer than the remote one: start over
-            return download(url, dest, sha256, timeout, git_blob=git_blob)
-        else:
-            raise DownloadError(f"downloading {url} failed: HTTP {err.code} {err.reason}") from None
-    except (urllib.error.URLError, OSError) as err:
-        reason = getattr(err, "reason", err)
-        raise DownloadError(
-            f"cannot reach {url} ({reason}): check the network, or set {MIRROR_ENV} "
-            "to a folder holding the file"
-        ) from None
-    if response is not None:
-        _receive(response, part, offset, url)
-    try:
-        _verify(
-            part, f"the download of {url}", "it was deleted; call fetch() again", sha256, git_blob
-        )
-    except ChecksumError:
-        part.unlink()  # never resume from, or keep, bytes that proved wrong
-        raise
-    os.replace(part, dest)
-    return dest
-
-
-def _range_total(headers) -> int | None:
-    """Total size from a `Content-Range: bytes */TOTAL` header, if present."""
-    value = (headers or {}).get("Content-Range", "")
-    try:
-        return int(value.rsplit("/", 1)[1])
-    except (IndexError, ValueError):
-        return None
-
-
-def _receive(response, part: Path, offset: int, url: str) -> None:
-    """Stream the response body into `part`, appending when the server honoured Range."""
-    with response:
-        resumed = offset > 0 and response.status == 206
-        start = offset if resumed else 0
-        length = response.headers.get("Content-Length")
-        total = start + int(length) if length is not None else None
-        with (
-            open(part, "ab" if resumed else "wb") as out,
-            tqdm(total=total, initial=start, unit="B", unit_scale=True, desc=part.stem) as bar,
-        ):
-            try:
-                while chunk := response.read(CHUNK_BYTES):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-            except OSError as err:  # connection reset, timeout, IncompleteRead
-                out.flush()
-                raise DownloadError(
-                    f"download of {url} was interrupted after {out.tell():,} bytes ({err}): "
-                    "call fetch() again to resume"
-                ) from None
-            received = out.tell()
-    if total is not None and received < total:
-        raise DownloadError(
-            f"download of {url} stopped at {received:,} of {total:,} bytes: "
-            "call fetch() again to resume"
-        )
-
-
-def _mirror_checksum(mirror: Path, relpath: str) -> str | None:
-    sums = mirror / "SHA256SUMS"
-    if not sums.is_file():
-        return None
-    for line in sums.read_text().splitlines():
-        digest, _, name = line.strip().partition("  ")
-        if name.lstrip("*") == relpath:
-            return digest
-    return None
-
-
-def _copy_from_mirror(mirror: Path, folder: str, remote: RemoteFile, dest: Path) -> None:
-    relpath = f"{folder}/{remote.filename}"
-    source = mirror / relpath
-    if not source.is_file():
-        raise DownloadError(
-            f"{MIRROR_ENV}={mirror} has no {relpath}: put the file there, "
-            f"or unset {MIRROR_ENV} to download it from {remote.url}"
-        )
-    sha256 = remote.sha256 or _mirror_checksum(mirror, relpath)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
-            while chunk := src.read(CHUNK_BYTES):
-                out.write(chunk)
-        advice = f"replace it with a good copy, or unset {MIRROR_ENV}"
-        _verify(tmp, str(source), advice, sha256, remote.git_blob)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def fetch(name: str, split: str = "train", data_dir: Path | None = None) -> Path:
     """Local path of a corpus split, downloading or copying it on first use.
 
@@ -297,21 +107,21 @@ def fetch(name: str, split: str = "train", data_dir: Path | None = None) -> Path
             raise ValueError(f"{path} is one text file with one split, 'train', not {split!r}")
         return path
     remote = _remote(name, split)
-    return _fetch_file(name, remote, _data_root(data_dir) / name / remote.filename)
+    return fetch_file(name, remote, data_root(data_dir) / name / remote.filename)
 
 
-def _data_root(data_dir: Path | None) -> Path:
+def data_root(data_dir: Path | None) -> Path:
     return Path(data_dir) if data_dir is not None else project_root() / "data" / "raw"
 
 
-def _fetch_file(folder: str, remote: RemoteFile, dest: Path) -> Path:
+def fetch_file(folder: str, remote: RemoteFile, dest: Path) -> Path:
     """`dest`, verified if already there, else copied from the mirror's `<folder>/` or downloaded."""
     if dest.is_file():
         advice = "delete it and call fetch() again for a fresh copy"
-        _verify(dest, str(dest), advice, remote.sha256, remote.git_blob)
+        verify(dest, str(dest), advice, remote.sha256, remote.git_blob)
         return dest
     if mirror := os.environ.get(MIRROR_ENV):
-        _copy_from_mirror(Path(mirror).expanduser(), folder, remote, dest)
+        copy_from_mirror(Path(mirror).expanduser(), folder, remote, dest)
     else:
         download(remote.url, dest, remote.sha256, git_blob=remote.git_blob)
     return dest
@@ -377,107 +187,3 @@ def check_text_file(path: Path) -> None:
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         raise ValueError(f"{path} is not UTF-8 text (it ends inside a character)") from None
-
-
-OPENAI_GPT_COMMIT = "a69b5c43b0452462890bca8ff92fb75dee9290cf"  # the pins below are its files
-_OPENAI_GPT = (
-    f"https://raw.githubusercontent.com/openai/finetune-transformer-lm/{OPENAI_GPT_COMMIT}/model/"
-)
-
-
-@dataclass(frozen=True)
-class Release:
-    """Files published together, fetched into one folder: `<data_dir>/<folder>/<filename>`."""
-
-    description: str
-    homepage: str
-    licence: str
-    folder: str
-    files: tuple[RemoteFile, ...]
-
-
-_GPT1_TOKENIZER = (
-    RemoteFile(
-        _OPENAI_GPT + "encoder_bpe_40000.json",
-        "encoder_bpe_40000.json",
-        sha256="fdf49b19e7de236852091da09b84a7a3cd5e7b0e79916376cf45f6b8127b8078",
-    ),
-    RemoteFile(
-        _OPENAI_GPT + "vocab_40000.bpe",
-        "vocab_40000.bpe",
-        sha256="0ea9b51ae695073cd871e0358f7016311d671a7ff3963e367d5236522f294725",
-    ),
-    RemoteFile(
-        _OPENAI_GPT + "params_shapes.json",
-        "params_shapes.json",
-        sha256="3bff3faa381e06d81c60f44520eb82c673d14a8ae61d821c63167f59acc6a768",
-    ),
-)
-# The shards are pinned by git blob ids, not SHA-256: their blob ids were the only content
-# hashes that could be read offline, from the history of the repository at OPENAI_GPT_COMMIT
-# (`git ls-tree`), without the 466 MB of shards. `git_blob_id` recomputes them.
-_GPT1_SHARD_BLOBS = (
-    "84d83ac1f1cc878f56f33b167482c184491875d2",
-    "0f19f4d4cda3d8f908e3faffd2cb2a8b9a4039da",
-    "25bc19c72fdff69505a828ec6d73b32063532148",
-    "5b2e6958d42a930966c9d602a012eb846ca67c83",
-    "87ad158987e307e6aa64952610f466d750b73bc7",
-    "74f3853316bba327229605dbedfe921996f11448",
-    "5ef44e40bc076d0c9686d1273d54cbc16c3f0980",
-    "d8d5c8d3bee9b20a677605ac1fe6c7af4df57c94",
-    "f980f4b393716f396ae5ae6401708dcf4f270dc9",
-    "d389eb2074dd74754444b8062aba78b49f6a9053",
-)
-_GPT1_WEIGHTS = tuple(
-    RemoteFile(_OPENAI_GPT + f"params_{i}.npy", f"params_{i}.npy", git_blob=blob)
-    for i, blob in enumerate(_GPT1_SHARD_BLOBS)
-)
-
-
-RELEASES: dict[str, Release] = {
-    "openai-gpt-bpe": Release(
-        description="GPT-1's BPE tokenizer (40,478 tokens) and the shapes of its weights",
-        homepage="https://github.com/openai/finetune-transformer-lm",
-        licence="MIT",
-        folder="openai-gpt-bpe",
-        files=_GPT1_TOKENIZER,
-    ),
-    "openai-gpt": Release(
-        description="GPT-1's tokenizer and trained weights (146 float32 arrays in 10 .npy shards)",
-        homepage="https://github.com/openai/finetune-transformer-lm",
-        licence="MIT",
-        folder="openai-gpt-bpe",  # beside the tokenizer: one folder serves both
-        files=_GPT1_TOKENIZER + _GPT1_WEIGHTS,
-    ),
-}
-
-
-def fetch_release(name: str, data_dir: Path | None = None) -> Path:
-    """The local folder holding every file of a release, fetched and verified on first use.
-
-    Files land in `<data_dir>/<folder>/` (default `<project root>/data/raw`, ignored by git);
-    with `GPT1_DATA_MIRROR` set they are copied from `$GPT1_DATA_MIRROR/<folder>/` instead.
-    Files already in the folder are verified and reused, so one run with network is enough.
-    """
-    if name not in RELEASES:
-        raise ValueError(f"unknown release {name!r}: use one of {', '.join(sorted(RELEASES))}")
-    release = RELEASES[name]
-    folder = _data_root(data_dir) / release.folder
-    if mirror_env := os.environ.get(MIRROR_ENV):
-        mirror = Path(mirror_env).expanduser()
-        missing = [
-            f.filename
-            for f in release.files
-            if not (folder / f.filename).is_file()
-            and not (mirror / release.folder / f.filename).is_file()
-        ]
-        if missing:  # say so before copying anything, with every missing name
-            raise DownloadError(
-                f"{MIRROR_ENV}={mirror} has no {', '.join(missing)} in "
-                f"{mirror / release.folder} ({name!r}: {release.description}). Put the files "
-                f"there, or fetch them once with network: unset {MIRROR_ENV} and call "
-                f"fetch_release({name!r}); later calls find them in {folder}"
-            )
-    for remote in release.files:
-        _fetch_file(release.folder, remote, folder / remote.filename)
-    return folder

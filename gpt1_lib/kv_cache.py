@@ -5,21 +5,13 @@
 """Key/value caches for incremental decoding: a new token costs one position, not the prefix.
 
 Chapter 07 of the book. `GPT.forward(idx, kv_cache=cache)` reads `cache.length` and hands
-`cache[i]` to layer i's attention, which calls `cache[i].update(k, v)`. `Decoder` is the fast
-path (section 9): the prompt through the model's forward, then one token at a time straight
-through the blocks' weights, with `DecodeLinear` weights laid out for matrix-vector products.
+`cache[i]` to layer i's attention, which calls `cache[i].update(k, v)`.
 """
 
 from __future__ import annotations
 
-import math
-from typing import cast
-
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from gpt1_lib.block import Block
 from gpt1_lib.model import GPT, GPTConfig
 
 
@@ -103,139 +95,3 @@ class KVCache:
         """Forget every position; the buffers stay allocated for reuse."""
         for layer in self.layers:
             layer.length = 0
-
-
-class DecodeLinear:
-    """A linear layer's weight laid out for the matrix-vector products of decoding.
-
-    One thread cannot pull a CPU's whole memory bandwidth, and torch runs a matrix-vector
-    product on one thread. So at batch 1 the outputs are cut into `parts` blocks (the CPU's
-    threads) and one batched product (`baddbmm`) gives each block to its own thread; a batch
-    (or a GPU) takes one block. A block is rows of the (out, in) weight, except for a matrix
-    far wider than tall at batch 1 (the LM head), whose columns of the transposed (in, out)
-    weight streamed faster on one of the book's CPUs and as fast on another. Rows are views of
-    the model's weight.
-    """
-
-    def __init__(self, linear: nn.Linear, batch_size: int, parts: int | None = None) -> None:
-        out_features, in_features = linear.weight.shape
-        weight, bias = linear.weight.detach(), linear.bias
-        if parts is None:
-            on_cpu = batch_size == 1 and weight.device.type == "cpu"
-            parts = torch.get_num_threads() if on_cpu else 1
-        self.parts, self.out_features = math.gcd(parts, out_features), out_features
-        self.columns = batch_size == 1 and out_features >= 8 * in_features
-        if self.columns:  # (parts, in, out / parts)
-            self.weight = weight.t().reshape(in_features, self.parts, -1).transpose(0, 1)
-            self.weight = self.weight.contiguous()
-            bias_shape = (self.parts, 1, -1)
-        else:  # (parts, out / parts, in): a view, no copy
-            self.weight = weight.reshape(self.parts, -1, in_features)
-            bias_shape = (self.parts, -1, 1)
-        self.bias = None if bias is None else bias.detach().reshape(bias_shape)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, in) -> (B, out), equal to the nn.Linear's output up to rounding."""
-        if self.columns:  # x times each (in, out / parts) block: (parts, B, out / parts)
-            a, b = x.expand(self.parts, -1, -1), self.weight
-        else:  # each (out / parts, in) block times x^T: (parts, out / parts, B)
-            a, b = self.weight, x.t().expand(self.parts, -1, -1)
-        y = torch.bmm(a, b) if self.bias is None else torch.baddbmm(self.bias, a, b)
-        if self.columns:
-            return y.transpose(0, 1).reshape(x.size(0), -1)
-        return y.view(1, -1) if x.size(0) == 1 else y.view(self.out_features, -1).t()
-
-
-class PackedLinear:
-    """A linear layer's weight packed by oneDNN for products with a batch of rows, on a CPU.
-
-    With several rows each weight is used once per row, and torch's product for a few rows
-    (MKL, behind nn.Linear and baddbmm) ran the decoder's shapes far below the speed of memory
-    on the book's CPU. oneDNN's ran them about twice as fast once the weight was copied into a
-    blocked layout chosen for the batch size: the operators torch.compile's CPU backend gives
-    linear layers (`torch.ops.mkldnn`). The copy is made once, when the layer is built.
-    """
-
-    def __init__(self, linear: nn.Linear, batch_size: int) -> None:
-        self.weight = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), batch_size)
-        self.bias = None if linear.bias is None else linear.bias.detach()
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, in) -> (B, out), equal to the nn.Linear's output up to rounding."""
-        return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
-
-    @staticmethod
-    def fits(weight: torch.Tensor, batch_size: int) -> bool:
-        """Packing applies to a batch of fp32 rows on a CPU, with a torch built with oneDNN."""
-        on_cpu = weight.device.type == "cpu" and weight.dtype == torch.float32
-        return (batch_size > 1 and on_cpu and torch.backends.mkldnn.is_available()
-                and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))  # fmt: skip
-
-
-def decode_linear(linear: nn.Linear, batch_size: int) -> DecodeLinear | PackedLinear:
-    """A decoder's layout for one matrix: packed for a batch on a CPU, else `DecodeLinear`."""
-    if PackedLinear.fits(linear.weight, batch_size):
-        return PackedLinear(linear, batch_size)
-    return DecodeLinear(linear, batch_size)
-
-
-class Decoder:
-    """Incremental decoding over a preallocated KV cache, with a step made for one token.
-
-    `prefill(idx)` empties the cache and runs the model's own blocks over idx (checked, with
-    the fused attention kernel), and the LM head on the last position only; `step(token)`
-    feeds one token per row through the blocks' weights directly: no input checks and no
-    host sync, the new key and value written in place, one fused attention call without a
-    mask (the new token sees every cached position), the weights in `decode_linear`'s layouts.
-    Both return the logits of the last position (B, V). The model must stay unchanged while
-    a decoder uses it; in training mode `step` takes the model's forward (dropout).
-    """
-
-    def __init__(self, model: GPT, batch_size: int) -> None:
-        self.model, self.batch_size = model, batch_size
-        self.cache = KVCache.for_model(model, batch_size)
-        self.n_head, self.head_dim = model.config.n_head, model.config.head_dim
-        blocks = cast(list[Block], list(model.h))  # a ModuleList's items are Blocks here
-        self.blocks = [
-            (block, layer, [decode_linear(linear, batch_size) for linear in (
-                block.attn.c_attn, block.attn.c_proj, block.mlp.c_fc, block.mlp.c_proj)])
-            for block, layer in zip(blocks, self.cache.layers)
-        ]  # fmt: skip
-        self.head = decode_linear(model.lm_head, batch_size)
-
-    @property
-    def length(self) -> int:
-        """Positions in the cache: the prompt's and those of every token stepped since."""
-        return self.cache.length
-
-    def prefill(self, idx: torch.Tensor) -> torch.Tensor:
-        """Start over from the tokens idx (B, T <= n_ctx); returns the last logits (B, V)."""
-        self.cache.reset()
-        last = self.model.hidden(idx, kv_cache=self.cache)[:, -1]  # only it needs its logits
-        return self.model.lm_head(last) if self.model.training else self.head(last)
-
-    def step(self, token: torch.Tensor) -> torch.Tensor:
-        """Append token (B, 1) after the cached positions; returns its logits (B, V)."""
-        model, B, pos = self.model, self.batch_size, self.cache.length
-        if pos >= model.config.n_ctx:
-            raise ValueError(f"the cache is full ({pos} positions): prefill the last n_ctx tokens")
-        if model.training:  # dropout lives in the modules' forward
-            return model(token, kv_cache=self.cache)[0][:, -1]
-        x = model.tokens_embed.weight[token.view(B)] + model.positions_embed.weight[pos]
-        n_head, head_dim = self.n_head, self.head_dim
-        for block, layer, (c_attn, c_proj, c_fc, mlp_proj) in self.blocks:
-            qkv = c_attn(block.ln_1(x) if block.pre_ln else x).reshape(B, 3, n_head, head_dim)
-            layer.kv[:, :, :, pos] = qkv[:, 1:].transpose(0, 1)  # key and value, in place, at once
-            q = qkv[:, 0].unsqueeze(2).contiguous()  # (B, n_head, 1, head_dim), for the kernel
-            keys, values = layer.k[:, :, : pos + 1], layer.v[:, :, : pos + 1]
-            attn = c_proj(F.scaled_dot_product_attention(q, keys, values).view(B, -1))
-            gelu = block.mlp.approximate
-            if block.pre_ln:
-                x = x + attn
-                x = x + mlp_proj(F.gelu(c_fc(block.ln_2(x)), approximate=gelu))
-            else:
-                x = block.ln_1(x + attn)
-                x = block.ln_2(x + mlp_proj(F.gelu(c_fc(x), approximate=gelu)))
-        for layer in self.cache.layers:
-            layer.length = pos + 1
-        return self.head(model.ln_f(x))

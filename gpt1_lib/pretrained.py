@@ -5,9 +5,8 @@
 """Hugging Face's OpenAIGPT checkpoint format: config.json + model.safetensors, in and out.
 
 Used by `GPT.from_pretrained` / `GPT.save_pretrained` (gpt1_lib.model); works on configs and
-state dicts only, so it needs no model class (of gpt1_lib it imports the config, and the
-tokenizer writer).
-`save_for_transformers` adds the tokenizer files, so the folder loads whole in `transformers`.
+state dicts only, so it needs no model class (of gpt1_lib it imports the config). Also GPT-2's
+format, for a pre-LN model, and OpenAI's own release of GPT-1 (`read_openai_release`).
 """
 
 from __future__ import annotations
@@ -17,23 +16,21 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
-from tokenizers import Tokenizer
 
+from gpt1_lib.atomic import write_atomically, write_text_atomically
 from gpt1_lib.attention import GPTConfig
-from gpt1_lib.tokenizer import save_tokenizer, write_atomically, write_text_atomically
+from gpt1_lib.hub import LEGACY_WEIGHTS_FILE, WEIGHTS_FILE, resolve_checkpoint
 
-HUB_ALIASES = {"openai-gpt": "openai-community/openai-gpt"}
 CONV1D_WEIGHTS = (
     "attn.c_attn.weight",
     "attn.c_proj.weight",
     "mlp.c_fc.weight",
     "mlp.c_proj.weight",
 )
-WEIGHTS_FILE, LEGACY_WEIGHTS_FILE = "model.safetensors", "pytorch_model.bin"
 
 
 def config_from_hf(hf: Mapping[str, Any], dropout: float | None = None) -> GPTConfig:
@@ -229,156 +226,6 @@ def write_hf_checkpoint(
     )
     write_text_atomically(directory / "config.json", json.dumps(hf_config, indent=2) + "\n")
     return directory
-
-
-def hub_reachable(timeout: float = 2.0) -> bool:
-    """True when the Hugging Face hub answers a TCP connection and HF_HUB_OFFLINE is not set."""
-    import socket
-    from urllib.parse import urlparse
-
-    from huggingface_hub import constants
-
-    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
-    if offline or constants.HF_HUB_OFFLINE:
-        return False
-    url = urlparse(constants.ENDPOINT)
-    try:
-        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
-    except OSError:
-        return False
-    return True
-
-
-def resolve_checkpoint(name_or_dir: str | os.PathLike) -> Path:
-    """The local directory of a checkpoint: the directory itself, or a hub download."""
-    path = Path(name_or_dir).expanduser()
-    if path.is_dir():
-        return path
-    name = str(name_or_dir)
-    repo_id = HUB_ALIASES.get(name, name)
-    if path.exists() or name.startswith((".", "/", "~")) or repo_id.count("/") != 1:
-        raise ValueError(
-            f"{name!r} is neither a checkpoint directory nor a hub id: pass a directory holding "
-            f"config.json + {WEIGHTS_FILE}, 'openai-gpt', or an 'owner/name' hub id"
-        )
-    return _download(repo_id)
-
-
-def _download(repo_id: str) -> Path:
-    """Fetch config.json and the weights of `repo_id` (or find them in the local cache)."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
-
-    online = hub_reachable()
-    try:
-        config = hf_hub_download(repo_id, "config.json", local_files_only=not online)
-        try:
-            hf_hub_download(repo_id, WEIGHTS_FILE, local_files_only=not online)
-        except EntryNotFoundError:  # old checkpoints: a PyTorch pickle, read with weights_only
-            hf_hub_download(repo_id, LEGACY_WEIGHTS_FILE, local_files_only=not online)
-    except RepositoryNotFoundError as err:
-        raise ValueError(f"no model {repo_id!r} on the Hugging Face hub: check the name") from err
-    except (OSError, ValueError) as err:
-        if online:
-            raise ConnectionError(f"downloading {repo_id!r} from the hub failed: {err}") from err
-        raise ConnectionError(
-            f"the Hugging Face hub is unreachable (or HF_HUB_OFFLINE is set) and {repo_id!r} is "
-            "not in the local cache: connect to the internet once, or pass a local directory "
-            f"holding config.json + {WEIGHTS_FILE}"
-        ) from err
-    return Path(config).parent
-
-
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
-SPECIAL_TOKEN_ROLES = {"<pad>": "pad_token", "<eos>": "eos_token", "<unk>": "unk_token"}
-
-
-def write_hf_tokenizer(
-    tokenizer: Tokenizer,
-    directory: str | os.PathLike,
-    model_max_length: int,
-    split_special_tokens: bool = True,
-) -> Path:
-    """Write the three files `transformers.AutoTokenizer.from_pretrained(directory)` reads.
-
-    `split_special_tokens`: read "<eos>" in a text as text, as gpt1_lib's `encode` does (the
-    default); False lets the text carry the special tokens as markup, as a fine-tuned model's
-    inputs do (chapter 09)."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    added = tokenizer.get_added_tokens_decoder().values()
-    roles = {
-        SPECIAL_TOKEN_ROLES[t.content]: t.content for t in added if t.content in SPECIAL_TOKEN_ROLES
-    }
-    config = {
-        "tokenizer_class": "PreTrainedTokenizerFast",  # a tokenizer.json, as transformers 4 and 5 read it
-        "model_max_length": model_max_length,
-        "clean_up_tokenization_spaces": False,  # decode(encode(text)) == text, as in gpt1_lib
-        "split_special_tokens": split_special_tokens,
-        **roles,
-    }
-    save_tokenizer(tokenizer, directory / "tokenizer.json")  # chapter 01's atomic writer
-    texts = {
-        "tokenizer_config.json": json.dumps(config, indent=2) + "\n",
-        "special_tokens_map.json": json.dumps(roles, indent=2) + "\n",
-    }
-    for name, text in texts.items():  # each file whole or not at all
-        write_text_atomically(directory / name, text)
-    return directory
-
-
-def save_for_transformers(
-    model: torch.nn.Module, tokenizer: Tokenizer, directory: str | os.PathLike
-) -> Path:
-    """One folder with weights, config and tokenizer: `transformers.AutoTokenizer` and
-    `AutoModelForCausalLM.from_pretrained(directory)` load it (OpenAIGPT for a post-LN model,
-    GPT-2 for a pre-LN one), as does `GPT.from_pretrained`."""
-    config = cast(GPTConfig, model.config)  # a GPT's (annotated loosely: model imports us)
-    size = tokenizer.get_vocab_size()
-    if size > config.vocab_size:
-        raise ValueError(
-            f"the tokenizer has {size} ids but the model only {config.vocab_size}: "
-            "save the model with the tokenizer it was trained with"
-        )
-    write_hf_checkpoint(config, model.state_dict(), directory)  # refuses what HF lacks first
-    return write_hf_tokenizer(tokenizer, directory, config.n_ctx)
-
-
-def push_to_hub(folder: str | os.PathLike, repo_id: str, private: bool = True) -> str | None:
-    """Upload a folder written by `save_for_transformers` to the hub; return the model's URL.
-
-    Offline, without a login, or when the upload fails, print one line that says what to do
-    and return None: the folder is kept, to be pushed later. Log in first with
-    `huggingface_hub.login()` (a token with write access).
-    """
-    from huggingface_hub import HfApi, errors, get_token
-
-    folder = Path(folder)
-    if not (folder / "config.json").is_file() or not (folder / "tokenizer.json").is_file():
-        raise ValueError(
-            f"{folder} is not a model folder: write it with save_for_transformers first"
-        )
-    if not hub_reachable():
-        print(f"push_to_hub: the Hugging Face hub is unreachable (or HF_HUB_OFFLINE is set); "
-              f"nothing was uploaded, {folder} is kept: push it when online")  # fmt: skip
-        return None
-    if get_token() is None:
-        print("push_to_hub: not logged in to the Hugging Face hub; run huggingface_hub.login() "
-              "with a token that may write, then push again")  # fmt: skip
-        return None
-    api = HfApi()
-    try:
-        url = api.create_repo(repo_id, private=private, exist_ok=True)
-        api.upload_folder(
-            repo_id=repo_id, folder_path=folder, commit_message="Upload from gpt1_lib"
-        )
-    except (OSError, getattr(errors, "HTTPError", OSError)) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(
-            f"push_to_hub: uploading {folder} to {repo_id!r} failed ({reason}); the folder is kept"
-        )
-        return None
-    return str(url)
 
 
 GPT2_RENAMES = {

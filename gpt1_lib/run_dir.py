@@ -23,10 +23,10 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
+from gpt1_lib.atomic import write_text_atomically
 from gpt1_lib.checkpoint import BEST, LAST, TOKENIZER, CheckpointError, latest_checkpoint
 from gpt1_lib.config import ConfigError, config_differences
 from gpt1_lib.distributed import Processes
-from gpt1_lib.tokenizer import write_text_atomically
 
 METRICS = "metrics.jsonl"
 
@@ -225,51 +225,6 @@ def check_same_run(saved: dict[str, Any], current: dict[str, Any], path: Path) -
             f"the config disagrees with the checkpoint {path}: {what}. Resume with the checkpoint's "
             f"values (e.g. --set {diffs[0]}={saved.get(diffs[0])}) or train into a new --out-dir"
         )
-
-
-def tensorboard_writer() -> type:
-    """torch's `SummaryWriter`; a ConfigError that says what to install if TensorBoard is missing."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise ConfigError(
-            "tensorboard: true needs the tensorboard package: pip install tensorboard "
-            "(or set tensorboard: false)"
-        ) from None
-    return SummaryWriter
-
-
-class TensorBoardLog:
-    """The records of metrics.jsonl as TensorBoard scalars: run `updates` (x = update: losses,
-    lr, tokens/s, gradient norm, MFU) and run `tokens` (x = tokens seen: the losses)."""
-
-    def __init__(self, run_dir: Path, step: int = 0, tokens_seen: int = 0) -> None:
-        writer, root = tensorboard_writer(), Path(run_dir) / TENSORBOARD
-        updates, tokens = TENSORBOARD_RUNS
-        # After a resume, hide what was logged past the checkpoint: the run logs it again.
-        self.updates = writer(root / updates, purge_step=step + 1 if step else None)
-        self.tokens = writer(root / tokens, purge_step=tokens_seen + 1 if tokens_seen else None)
-
-    def write(self, record: dict[str, Any]) -> None:
-        step, tokens = record["step"], record["tokens_seen"]
-        for key, tag in (("train_loss", "loss/train"), ("val_loss", "loss/val"), ("lr", "lr"),
-                         ("tokens_per_s", "tokens_per_s"), ("grad_norm", "grad_norm"), ("mfu", "mfu")):  # fmt: skip
-            if record.get(key) is not None:
-                self.updates.add_scalar(tag, record[key], step)
-        for key, tag in (
-            ("train_loss", "loss_vs_tokens/train"),
-            ("val_loss", "loss_vs_tokens/val"),
-        ):
-            if record.get(key) is not None:
-                self.tokens.add_scalar(tag, record[key], tokens)
-
-    def flush(self) -> None:
-        self.updates.flush()
-        self.tokens.flush()
-
-    def close(self) -> None:
-        self.updates.close()
-        self.tokens.close()
 
 
 @contextlib.contextmanager

@@ -2,7 +2,7 @@
 # Change the notebook, then run `make export`.
 
 
-"""Sampling from a trained GPT: next-token filters, generate (with a KV cache), streaming.
+"""Sampling from a trained GPT: generate (with a KV cache), streaming, and the command line.
 
 Chapter 07 of the book. `generate(model, idx, max_new_tokens, temperature, top_k, top_p)` is
 the function to call from code; `python -m gpt1_lib.sample --checkpoint DIR --prompt TEXT`
@@ -14,219 +14,18 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import math
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from pathlib import Path
-from typing import cast
+from collections.abc import Iterable, Iterator, Sequence
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from tokenizers import Tokenizer
 
-from gpt1_lib.checkpoint import load_model
-from gpt1_lib.kv_cache import Decoder
+from gpt1_lib.fast_decode import decode_steps
+from gpt1_lib.load import load
 from gpt1_lib.model import GPT
-from gpt1_lib.pretrained import HUB_ALIASES, hub_reachable
-from gpt1_lib.tokenizer import (
-    EOS,
-    OPENAI_FILES,
-    decode,
-    encode,
-    load_openai_tokenizer,
-    load_tokenizer,
-    openai_tokenizer_files,
-    read_tokenizer_file,
-)
-
-
-def check_sampling_args(
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    max_new_tokens: int = 0,
-) -> None:
-    """Fail early, with a message that says what to pass, on settings that cannot sample."""
-    if not math.isfinite(temperature) or temperature < 0:
-        raise ValueError(f"temperature must be >= 0 (0 means greedy), got {temperature}")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise ValueError(f"top_k must be an integer >= 1 (or None for no limit), got {top_k!r}")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise ValueError(f"top_p must be in (0, 1] (1 keeps every token), got {top_p}")
-    if (
-        isinstance(max_new_tokens, bool)
-        or not isinstance(max_new_tokens, int)
-        or max_new_tokens < 0
-    ):
-        raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
-
-
-def filter_logits(
-    logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None
-) -> torch.Tensor:
-    """Set to -inf every logit outside the top k, then outside the nucleus of mass top_p.
-
-    The nucleus is the smallest set of most likely tokens whose probabilities sum to at least
-    top_p; the most likely token always stays, so there is always something to draw.
-    """
-    if top_k is not None and top_k < logits.size(-1):
-        kth_best = torch.topk(logits, top_k, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth_best, float("-inf"))
-    if top_p is not None and top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-        sorted_probs = sorted_logits.softmax(dim=-1)
-        mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
-        drop_sorted = mass_before >= top_p  # the more likely tokens already cover top_p
-        drop = drop_sorted.scatter(-1, order, drop_sorted)
-        logits = logits.masked_fill(drop, float("-inf"))
-    return logits
-
-
-def next_token_probs(
-    logits: torch.Tensor,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-) -> torch.Tensor:
-    """The distribution a sampler draws from: softmax(logits / temperature), then filtered.
-
-    temperature=0 is its limit: all the mass on the most likely token (greedy).
-    """
-    check_sampling_args(temperature, top_k, top_p)
-    check_finite(logits)
-    if temperature == 0:
-        return F.one_hot(logits.argmax(dim=-1), logits.size(-1)).to(torch.float32)
-    return filter_logits(scale(logits.float(), temperature), top_k, top_p).softmax(dim=-1)
-
-
-def sample_next(
-    logits: torch.Tensor,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """One token per row of (B, V) last-position logits, as (B, 1) ids, drawn from
-    `next_token_probs(logits, temperature, top_k, top_p)`.
-
-    Nothing is sorted that need not be: top-k draws among its k candidates, and top-p alone
-    draws from the whole distribution until the token lies in the nucleus (`draw_in_nucleus`).
-    One uniform number per row picks a token through the cumulative probabilities: far
-    cheaper than sorting the vocabulary with torch or `torch.multinomial` over it. Each
-    operation counts: in a decoding loop a small one costs several microseconds (section 9).
-    """
-    check_finite(logits)
-    if temperature == 0:
-        return logits.argmax(dim=-1, keepdim=True)
-    check_sampling_args(temperature, top_k, top_p)
-    scaled = logits.float()
-    if temperature != 1:
-        scaled = scale(scaled, temperature)
-    nucleus = top_p if top_p is not None and top_p < 1.0 else None  # None: every token
-    if top_k is None:  # the whole distribution, in id order
-        probs = scaled.softmax(dim=-1)
-        if nucleus is None:
-            return draw(probs, None, generator)
-        return draw_in_nucleus(probs, nucleus, generator)
-    values, ids = scaled.topk(min(top_k, scaled.size(-1)), dim=-1)  # most likely first
-    probs = values.softmax(dim=-1)  # renormalised over the top k, as filter_logits does
-    if nucleus is not None:  # then over the nucleus inside the top k
-        mass_before = probs.cumsum(dim=-1) - probs
-        probs = values.masked_fill(mass_before >= nucleus, float("-inf")).softmax(dim=-1)
-    return draw(probs, ids, generator)
-
-
-def scale(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """logits / temperature, exact for any temperature > 0. The row's largest logit is taken
-    off first, so nothing overflows (a tiny temperature sends the others to -inf: the limit is
-    greedy), and the division is done in float64, where a temperature such as 1e-45 is an
-    ordinary number (in float32 it is a denormal, which a CPU flushing them makes 0)."""
-    shifted = logits - logits.amax(dim=-1, keepdim=True)
-    return (shifted.double() / temperature).float()
-
-
-def check_finite(logits: torch.Tensor) -> None:
-    """ValueError if any logit is NaN or infinite: a sample from them would be garbage (every
-    draw the last id), and the model's weights, not the sampler, are what is broken."""
-    if not torch.isfinite(logits).all():
-        raise ValueError(
-            "the model's logits are not finite (NaN or inf): its weights are broken (a diverged "
-            "run, or a corrupt file); sample from an earlier checkpoint"
-        )
-
-
-def draw(probs: torch.Tensor, ids: torch.Tensor | None, generator: torch.Generator | None):
-    """Sample one column per row of (B, n) probabilities (each row sums to 1); returns ids
-    at that column (the column if ids is None)."""
-    column = invert_cdf(probs[:, :-1].cumsum(dim=-1), generator)
-    return column if ids is None else ids.gather(-1, column)
-
-
-def invert_cdf(ends: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """The column (B, 1) where a uniform number in [0, 1) falls, per row, given the (B, n - 1)
-    cumulative probabilities at the ends of every column but the last.
-
-    The last column takes every number past the others' ends: a float32 total can miss 1 by
-    a rounding error, and this way no number falls off the end.
-    """
-    u = torch.rand(ends.size(0), 1, generator=generator, device=ends.device)
-    return torch.searchsorted(ends, u, right=True)
-
-
-NUCLEUS_TRIES = 4  # draws per row before the sorting route: a few, since each costs a pass
-
-
-def draw_in_nucleus(
-    probs: torch.Tensor,
-    top_p: float,
-    generator: torch.Generator | None = None,
-    tries: int = NUCLEUS_TRIES,
-) -> torch.Tensor:
-    """One id per row of (B, V) probabilities, drawn from the nucleus of mass top_p: draws
-    from the whole distribution, each kept if the tokens more likely than it hold less than
-    top_p, then the threshold for the rows still without one. (Tokens tied with the
-    nucleus's least likely token are all in it, where a sort would keep some of them.)"""
-    if probs.device.type != "cpu":
-        tries = 0  # each check would be a host sync: the threshold at once
-    ends = probs[:, :-1].cumsum(dim=-1) if tries > 0 else None  # only where something is drawn
-    row = probs.detach().numpy()[0] if probs.size(0) == 1 and tries > 0 else None
-    token: torch.Tensor | None = None  # per row: the draw kept so far,
-    done: torch.Tensor | None = None  # and whether it lies in the nucleus
-    for _ in range(tries):
-        drawn = invert_cdf(cast(torch.Tensor, ends), generator)  # tries > 0: ends exists
-        if row is not None:  # one row, as when streaming: the same test in fewer operations
-            if F.threshold(probs, float(row[drawn.item()]), 0.0).sum().item() < top_p:
-                return drawn  # the tokens above it (the rest zeroed) hold less than top_p
-            continue
-        more_likely = probs * (probs > probs.gather(-1, drawn))  # the rest zeroed
-        inside = more_likely.sum(dim=-1, keepdim=True) < top_p
-        if token is None or done is None:
-            token, done = drawn, inside
-        else:  # keep the rows done
-            token, done = token.where(done, drawn), done | inside
-        if done.all():
-            return token
-    in_nucleus = probs.masked_fill(probs < nucleus_threshold(probs, top_p), 0.0)
-    fallback = draw(in_nucleus / in_nucleus.sum(dim=-1, keepdim=True), None, generator)
-    return fallback if token is None or done is None else token.where(done, fallback)
-
-
-def nucleus_threshold(probs: torch.Tensor, top_p: float) -> torch.Tensor:
-    """The smallest probability inside the nucleus of mass top_p, per row of (B, V): (B, 1).
-
-    Only the sorted values are needed, not the ids: on a CPU numpy's sort gives them several
-    times faster than `torch.sort`.
-    """
-    if probs.device.type == "cpu":
-        values = np.sort(probs.detach().numpy(), axis=-1)[:, ::-1]  # most likely first
-        ordered = torch.from_numpy(np.ascontiguousarray(values))
-    else:
-        ordered = probs.sort(dim=-1, descending=True).values
-    mass_before = ordered.cumsum(dim=-1) - ordered
-    inside = (mass_before < top_p).sum(dim=-1, keepdim=True)  # >= 1: the first is always in
-    return ordered.gather(-1, inside - 1)
+from gpt1_lib.next_token import check_sampling_args, sample_next
+from gpt1_lib.tokenizer import EOS, decode, encode
 
 
 @torch.inference_mode()
@@ -399,85 +198,6 @@ def stream(
     yield from stream_text(tokenizer, itertools.takewhile(lambda t: t != eos_id, tokens), ids[-8:])
 
 
-def load_for_sampling(
-    checkpoint: str | os.PathLike, device: str = "cpu"
-) -> tuple[GPT, Tokenizer, int | None]:
-    """The model (in eval mode, on `device`), its own tokenizer and that tokenizer's
-    end-of-text id (None when it has none, as GPT-1's) behind a --checkpoint argument.
-
-    Accepts a training run directory (chapter 06: checkpoints and tokenizer.json inside), a
-    `save_pretrained` directory (config.json + model.safetensors, with a tokenizer.json or
-    GPT-1's vocab.json + merges.txt inside or in its parent), or a hub id such as `openai-gpt`
-    (its vocab.json + merges.txt: needs the network or the local HF cache).
-    """
-    path = Path(checkpoint).expanduser()
-    if path.is_dir() and (path / "config.json").is_file():
-        tokenizer = find_tokenizer(path, path.parent)
-        if tokenizer is None:
-            raise ValueError(
-                f"{path} holds a model but no tokenizer (tokenizer.json, or GPT-1's vocab.json "
-                "+ merges.txt) in it or beside it: copy there the tokenizer the model was "
-                "trained with"
-            )
-        model = GPT.from_pretrained(path)
-    elif path.is_dir():
-        tokenizer_file = path / "tokenizer.json"
-        if not tokenizer_file.is_file():
-            raise ValueError(
-                f"{path} is neither a training run (no tokenizer.json) nor a save_pretrained "
-                "directory (no config.json): pass the --out-dir of a training run"
-            )
-        model = load_model(path, which="best", map_location="cpu")
-        tokenizer = load_tokenizer(tokenizer_file)
-    elif (
-        path.exists()
-        or str(checkpoint).startswith((".", "/", "~"))
-        or str(checkpoint).count("/") > 1
-    ):
-        raise ValueError(
-            f"no checkpoint directory at {path}: train one with `python -m gpt1_lib.train` "
-            "or fix the path"
-        )
-    else:
-        model, tokenizer = GPT.from_pretrained(str(checkpoint)), hub_tokenizer(str(checkpoint))
-    return model.to(device).eval(), tokenizer, end_of_text_id(tokenizer)
-
-
-def find_tokenizer(*folders: Path) -> Tokenizer | None:
-    """The tokenizer in the first folder that holds one, or None: a tokenizer.json (the
-    book's, or any `tokenizers` file), else GPT-1's two files (`load_openai_tokenizer`)."""
-    for folder in folders:
-        if (folder / "tokenizer.json").is_file():
-            return read_tokenizer_file(folder / "tokenizer.json")
-        if openai_tokenizer_files(folder) is not None:
-            return load_openai_tokenizer(folder)
-    return None
-
-
-def hub_tokenizer(name: str) -> Tokenizer:
-    """The tokenizer of a hub model (downloaded, or from the local HF cache offline): GPT-1's
-    vocab.json + merges.txt, or a tokenizer.json where the model has no such pair."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
-
-    repo_id = HUB_ALIASES.get(name, name)
-    offline = not hub_reachable()
-    try:
-        try:
-            files = [
-                hf_hub_download(repo_id, f, local_files_only=offline) for f in OPENAI_FILES["hub"]
-            ]
-            return load_openai_tokenizer(Path(files[0]).parent)
-        except EntryNotFoundError as err:
-            if isinstance(err, LocalEntryNotFoundError):  # offline and not cached: no fallback
-                raise
-            return read_tokenizer_file(hf_hub_download(repo_id, "tokenizer.json"))
-    except Exception as err:
-        raise ConnectionError(
-            f"could not get the tokenizer of {repo_id!r} from the hub: {err}"
-        ) from err
-
-
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m gpt1_lib.sample",
@@ -530,7 +250,8 @@ def _sample(args: argparse.Namespace) -> None:
         device = args.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        model, tokenizer, eos_id = load_for_sampling(args.checkpoint, device)
+        model, tokenizer = load(args.checkpoint, device)
+        eos_id = end_of_text_id(tokenizer)
     except (ValueError, OSError, ConnectionError) as err:
         sys.exit(f"error: {err}")
     except Exception as err:  # a corrupt file surfaces as anything from pickle to safetensors
@@ -570,51 +291,6 @@ def _sample(args: argparse.Namespace) -> None:
         except ValueError as err:  # non-finite logits: broken weights
             sys.exit(f"\nerror: {err}")
         print()
-
-
-SEQ_BLOCK = 1 << 16  # tokens per row the decoding loop allocates at a time
-
-
-def decode_steps(
-    model: GPT,
-    idx: torch.Tensor,
-    max_new_tokens: int,
-    pick: Callable[[torch.Tensor], torch.Tensor],
-    use_cache: bool = True,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """The decoding loop: yield (last-position logits (B, V), picked token (B, 1)) per step.
-
-    Without the cache each step runs the model on the whole sequence (cropped to n_ctx). With
-    it a `Decoder` fills its cache with the prompt once, then steps one token at a time. When
-    the sequence outgrows n_ctx the window slides: the learned positions shift with it, so
-    the cache is refilled from the last n_ctx tokens, which is what the uncached model sees.
-    """
-    if idx.dim() != 2 or idx.size(1) == 0:
-        raise ValueError(
-            f"idx must be (batch, time) token ids with at least one token, got shape "
-            f"{tuple(idx.shape)}: start an empty prompt from <eos>"
-        )
-    n_ctx = model.config.n_ctx
-    decoder = Decoder(model, idx.size(0)) if use_cache else None
-    # allocated once for a usual length; a huge max_new_tokens grows it as the tokens come
-    seq = idx.new_empty(idx.size(0), idx.size(1) + min(max_new_tokens, SEQ_BLOCK))
-    seq[:, : idx.size(1)] = idx
-    end, token = idx.size(1), None
-    for _ in range(max_new_tokens):
-        if end == seq.size(1):  # keep the last window and room for the next block of tokens
-            seq = torch.cat([seq[:, end - n_ctx :], seq.new_empty(seq.size(0), SEQ_BLOCK)], dim=1)
-            end = n_ctx
-        window = seq[:, max(0, end - n_ctx) : end]
-        if decoder is None:
-            last = model(window)[0][:, -1]
-        elif token is None or decoder.length == n_ctx:  # the prompt, or the window slides
-            last = decoder.prefill(window)
-        else:
-            last = decoder.step(token)
-        token = pick(last)
-        seq[:, end : end + 1] = token
-        end += 1
-        yield last, token
 
 
 if __name__ == "__main__" and "__file__" in globals():  # a notebook kernel is __main__ too

@@ -17,7 +17,7 @@ import hashlib
 import os
 import tempfile
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 from tokenizers import (
@@ -30,6 +30,7 @@ from tokenizers import (
     trainers,
 )
 
+from gpt1_lib.atomic import write_atomically
 from gpt1_lib.corpus import CORPORA, check_text_file, fetch, has_validation_split, holdout_start
 
 PAD, EOS = "<pad>", "<eos>"
@@ -120,54 +121,6 @@ def decode(tokenizer: Tokenizer, ids) -> str:
             f"token id {bad[0]} is outside this tokenizer's vocabulary (0..{size - 1})"
         )
     return tokenizer.decode(ids, skip_special_tokens=False)
-
-
-def write_atomically(path: str | os.PathLike, write: Callable[[str], object]) -> None:
-    """Call write(tmp_path), then rename the file over `path`: a crash never leaves a
-    half-written file under the name (the rename is atomic within a directory).
-
-    The one way the library writes a file. It never writes through a link: the temporary file
-    is new (`mkstemp`, a unique name opened with O_EXCL), and the rename replaces a link planted
-    at `path` instead of following it. The file and the rename are flushed to disk, and the file
-    gets the permissions a plain `open` would give it.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp_name)
-        _fsync(tmp_name)
-        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes it 0600
-        os.replace(tmp_name, path)
-        _fsync(path.parent)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _fsync(path: str | os.PathLike) -> None:
-    """Flush a file, or a folder's entries (a rename), to disk; a no-op where unsupported."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # Windows cannot open a folder
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_text_atomically(path: str | os.PathLike, text: str) -> None:
-    """Write a UTF-8 text file whole or not at all."""
-    write_atomically(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def save_tokenizer(tokenizer: Tokenizer, path: str | os.PathLike) -> None:

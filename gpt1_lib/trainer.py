@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from gpt1_lib.atomic import write_text_atomically
 from gpt1_lib.checkpoint import (
     BEST,
     FORMAT,
@@ -39,7 +40,7 @@ from gpt1_lib.checkpoint import (
     restore_rng,
 )
 from gpt1_lib.config import ConfigError
-from gpt1_lib.data import DataError, corpus_content, corpus_files, prepare_tokens
+from gpt1_lib.data import DataError, corpus_files
 from gpt1_lib.distributed import start_processes
 from gpt1_lib.model import GPT, model_config
 from gpt1_lib.optim import lr_at, make_optimizer
@@ -54,7 +55,6 @@ from gpt1_lib.precision import (
 from gpt1_lib.run_dir import (
     CONFIG,
     CONFIG_HEADER,
-    TensorBoardLog,
     append_metrics,
     check_same_inputs,
     check_same_run,
@@ -63,14 +63,10 @@ from gpt1_lib.run_dir import (
     make_run_folder,
     read_metrics,
     resume_point,
-    tensorboard_writer,
 )
-from gpt1_lib.tokenizer import (
-    load_tokenizer,
-    prepare_tokenizer,
-    save_tokenizer,
-    write_text_atomically,
-)
+from gpt1_lib.tensorboard_log import TensorBoardLog, tensorboard_writer
+from gpt1_lib.token_cache import corpus_content, prepare_tokens
+from gpt1_lib.tokenizer import load_tokenizer, prepare_tokenizer, save_tokenizer
 
 
 class TrainingError(RuntimeError):

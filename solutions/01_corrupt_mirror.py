@@ -10,7 +10,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from gpt1_lib.corpus import CORPORA, MIRROR_ENV, ChecksumError, fetch, sha256_of
+from gpt1_lib.corpus import CORPORA, fetch
+from gpt1_lib.download import MIRROR_ENV, ChecksumError, sha256_of
 
 good = fetch("tinyshakespeare")  # the verified copy, from the network or the usual mirror
 remote = CORPORA["tinyshakespeare"].splits["train"]

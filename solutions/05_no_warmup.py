@@ -14,10 +14,10 @@ Chapter 03's warmup experiment shows the case where it matters.
 
 import torch
 
-from gpt1_lib.data import prepare_tokens
 from gpt1_lib.model import GPT, model_config
 from gpt1_lib.optim import lr_at, make_optimizer
 from gpt1_lib.profiles import active_profile
+from gpt1_lib.token_cache import prepare_tokens
 from gpt1_lib.tokenizer import prepare_tokenizer
 
 profile = active_profile(verbose=False)

@@ -15,7 +15,7 @@ also crops the position table to the longest transformed input, so its fine-tune
 
 import torch
 
-from gpt1_lib.finetune import FineTuneModel, grow_vocab
+from gpt1_lib.finetune_model import FineTuneModel, grow_vocab
 from gpt1_lib.model import GPT, GPTConfig
 
 

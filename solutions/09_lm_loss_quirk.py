@@ -21,7 +21,7 @@ import math
 
 import torch
 
-from gpt1_lib.finetune import FineTuneModel, collate, grow_vocab, lm_loss
+from gpt1_lib.finetune_model import FineTuneModel, collate, grow_vocab, lm_loss
 from gpt1_lib.model import GPT, GPTConfig
 
 torch.manual_seed(0)

@@ -16,7 +16,7 @@ there; in GPT-1 the extract token is trained, through the head, to gather what t
 import torch
 import torch.nn.functional as F
 
-from gpt1_lib.finetune import FineTuneModel, collate, grow_vocab
+from gpt1_lib.finetune_model import FineTuneModel, collate, grow_vocab
 from gpt1_lib.model import GPT, GPTConfig
 
 

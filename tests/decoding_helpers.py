@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from gpt1_lib.fast_decode import decode_steps
 from gpt1_lib.model import GPT
-from gpt1_lib.sample import decode_steps
 
 
 def greedy(logits: torch.Tensor) -> torch.Tensor:

@@ -19,23 +19,17 @@ from pathlib import Path
 
 import pytest
 
-from gpt1_lib.corpus import (
-    CORPORA,
+from gpt1_lib.corpus import CORPORA, Corpus, fetch, read_text, splits
+from gpt1_lib.download import (
     MIRROR_ENV,
-    RELEASES,
     ChecksumError,
-    Corpus,
     DownloadError,
-    Release,
     RemoteFile,
     download,
-    fetch,
-    fetch_release,
     git_blob_id,
-    read_text,
     sha256_of,
-    splits,
 )
+from gpt1_lib.releases import RELEASES, Release, fetch_release
 
 BODY = "".join(f"line {i}: café — 東京 🙂 to be, or not to be\n" for i in range(8000)).encode()
 BODY_SHA = hashlib.sha256(BODY).hexdigest()

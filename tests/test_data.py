@@ -13,16 +13,9 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from training_helpers import make_corpus
 
-import gpt1_lib.data as data
-from gpt1_lib.data import (
-    CONTENT_IDS,
-    DataError,
-    Windows,
-    content_id,
-    corpus_files,
-    prepare_tokens,
-    token_dtype,
-)
+import gpt1_lib.token_cache as token_cache
+from gpt1_lib.data import DataError, Windows, corpus_files, token_dtype
+from gpt1_lib.token_cache import CONTENT_IDS, content_id, prepare_tokens
 
 
 def byte_tokenizer() -> Tokenizer:
@@ -79,8 +72,8 @@ def test_chunked_encoding_equals_one_pass(tmp_path, monkeypatch):
     corpus = make_corpus(tmp_path / "corpus.txt", n_lines=300)
     tok = byte_tokenizer()
     whole = prepare_tokens(str(corpus), tok, tmp_path / "a", progress=False)
-    real = data._encode_range
-    monkeypatch.setattr(data, "_encode_range", lambda *a: real(*a, chunk_bytes=97))
+    real = token_cache._encode_range
+    monkeypatch.setattr(token_cache, "_encode_range", lambda *a: real(*a, chunk_bytes=97))
     chunked = prepare_tokens(str(corpus), tok, tmp_path / "b", progress=False)
     for split in ("train", "val"):
         a = read_ids(getattr(whole, split), whole.dtype)
@@ -103,8 +96,8 @@ def test_token_files_are_cached_and_rebuilt_when_the_corpus_changes(tmp_path):
 
 def count_encodings(monkeypatch) -> list[int]:
     """Count the calls of the tokenizing step (one per split tokenized)."""
-    calls, real = [], data._encode_range
-    monkeypatch.setattr(data, "_encode_range", lambda *a, **k: calls.append(1) or real(*a, **k))
+    calls, real = [], token_cache._encode_range
+    monkeypatch.setattr(token_cache, "_encode_range", lambda *a, **k: calls.append(1) or real(*a, **k))
     return calls
 
 
@@ -126,13 +119,13 @@ def test_the_same_text_at_another_path_and_time_reuses_the_token_files(tmp_path,
     assert again == first and calls == []  # the same files, not one byte tokenized
     assert {p: p.stat().st_mtime_ns for p in (again.train, again.val)} == stamps  # untouched
     hashed = []  # and the text is hashed once per place, then remembered
-    monkeypatch.setattr(data, "sha256_of", lambda p: hashed.append(p) or "x" * 64)
+    monkeypatch.setattr(token_cache, "sha256_of", lambda p: hashed.append(p) or "x" * 64)
     assert prepare_tokens(str(second_copy), tok, work, progress=False) == first and not hashed
 
 
 def test_a_pinned_checksum_is_used_without_reading_the_file(tmp_path, monkeypatch):
     corpus = make_corpus(tmp_path / "corpus.txt", n_lines=20)
-    monkeypatch.setattr(data, "sha256_of", lambda p: pytest.fail("a pinned file was hashed"))
+    monkeypatch.setattr(token_cache, "sha256_of", lambda p: pytest.fail("a pinned file was hashed"))
     pin = "ab" * 32
     assert content_id(corpus, pin, tmp_path) == f"{corpus.stat().st_size}:{pin}"
 
@@ -197,9 +190,9 @@ def test_a_full_disk_while_tokenizing_leaves_nothing_to_reuse(tmp_path, monkeypa
         f = real_open(path, mode, *args, **kwargs)
         return FillsTheDisk(f) if "w" in mode else f
 
-    real_range = data._encode_range
-    monkeypatch.setattr(data, "open", opening, raising=False)
-    monkeypatch.setattr(data, "_encode_range", lambda *a: real_range(*a, chunk_bytes=4096))
+    real_range = token_cache._encode_range
+    monkeypatch.setattr(token_cache, "open", opening, raising=False)
+    monkeypatch.setattr(token_cache, "_encode_range", lambda *a: real_range(*a, chunk_bytes=4096))
     with pytest.raises(DataError) as caught:
         prepare_tokens(str(corpus), tok, work, progress=False)
     message = str(caught.value)

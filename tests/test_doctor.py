@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import gpt1_lib
-from gpt1_lib import doctor
+from gpt1_lib import doctor, hardware
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = [name for name, _ in doctor.LINES]
@@ -84,19 +84,19 @@ def test_a_failing_check_says_why_and_the_others_still_run():
      ((9, 0), "fast: sm_90"), ((6, 1), "not fast: emulated on sm_61")],
 )  # fmt: skip
 def test_bf16_is_fast_from_compute_capability_8_0(capability, verdict):
-    text = doctor.bf16_verdict(capability, set())
+    text = hardware.bf16_verdict(capability, set())
     assert text.startswith(verdict)
     assert ("GradScaler" in text) == (capability < (8, 0))
 
 
 def test_bf16_on_a_cpu_depends_on_its_amx_or_avx512_bf16_flags():
-    assert doctor.bf16_verdict(None, {"avx2", "amx_bf16", "avx512_bf16"}).startswith(
+    assert hardware.bf16_verdict(None, {"avx2", "amx_bf16", "avx512_bf16"}).startswith(
         "fast on this CPU"
     )
-    assert doctor.bf16_verdict(None, {"avx512f", "avx512_bf16"}).startswith(
+    assert hardware.bf16_verdict(None, {"avx512f", "avx512_bf16"}).startswith(
         "partly fast on this CPU"
     )
-    assert doctor.bf16_verdict(None, {"avx2", "fma"}).startswith("not fast: no CUDA GPU")
+    assert hardware.bf16_verdict(None, {"avx2", "fma"}).startswith("not fast: no CUDA GPU")
 
 
 def test_bf16_line_reads_the_gpu(fake_gpu):
@@ -170,7 +170,7 @@ def test_the_install_line_without_git(monkeypatch):
 
 
 def test_the_install_line_names_the_commit_in_a_checkout():
-    if doctor._run(["git", "rev-parse", "HEAD"], cwd=ROOT) is None:
+    if hardware.run_command(["git", "rev-parse", "HEAD"], cwd=ROOT) is None:
         pytest.skip("not a git checkout")
     assert "git commit " in doctor.install_line()
 
@@ -187,7 +187,7 @@ def test_drive_and_disk_lines(monkeypatch, tmp_path):
 
 
 def test_sdpa_probe_on_cpu_runs_the_kernels():
-    probe = doctor.sdpa_probe("cpu", torch.float32, (1, 2, 16, 8))
+    probe = hardware.sdpa_probe("cpu", torch.float32, (1, 2, 16, 8))
     assert probe["math"] == "runs with dropout"  # what CPU training with dropout falls back to
     assert probe["memory-efficient"] == probe["cuDNN"] == "no (CUDA only)"
     assert probe["flash"] == "runs without dropout only"  # torch's CPU flash kernel has no dropout

@@ -27,7 +27,8 @@ from training_helpers import (
 
 import gpt1_lib.finetune as ft
 from gpt1_lib.config import ConfigError
-from gpt1_lib.finetune import (
+from gpt1_lib.finetune_loop import finetune, finetune_config, prepare, transfer, warmup_linear
+from gpt1_lib.finetune_model import (
     SPECIAL,
     FineTuneError,
     FineTuneModel,
@@ -35,23 +36,16 @@ from gpt1_lib.finetune import (
     batch_rows,
     collate,
     encode_task,
-    finetune,
-    finetune_config,
-    fit_threshold,
     grow_vocab,
     lm_loss,
-    mean_logprob,
-    prepare,
-    transfer,
     transform,
-    warmup_linear,
-    zero_shot,
 )
 from gpt1_lib.model import GPT, GPTConfig
 from gpt1_lib.run_dir import read_metrics
 from gpt1_lib.tasks import Example, Task
 from gpt1_lib.tokenizer import encode, load_tokenizer, train_tokenizer
 from gpt1_lib.train import train
+from gpt1_lib.zero_shot import fit_threshold, mean_logprob, zero_shot
 
 VOCAB = 300
 START, DELIM, EXTRACT = 1000, 1001, 1002  # stand-in special ids for `transform`

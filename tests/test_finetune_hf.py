@@ -14,13 +14,13 @@ import pytest
 import torch
 from training_helpers import story_tokenizer
 
-from gpt1_lib.finetune import (
+from gpt1_lib.finetune import save_hf
+from gpt1_lib.finetune_model import (
     SPECIAL,
     FineTuneModel,
     add_special_tokens,
     collate,
     grow_vocab,
-    save_hf,
     transform,
 )
 from gpt1_lib.model import GPT, GPTConfig

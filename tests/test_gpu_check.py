@@ -244,7 +244,7 @@ def test_main_on_a_faked_gpu_measures_the_plan_and_fails_only_on_what_matters(
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     monkeypatch.setattr(gpu_check, "describe_device", lambda device: facts)
     monkeypatch.setattr(gpu_check, "measure_update", fake_measure)
-    monkeypatch.setattr(gpu_check.doctor, "sdpa_probe", lambda *a: {"math": "runs with dropout"})
+    monkeypatch.setattr(gpu_check.hardware, "sdpa_probe", lambda *a: {"math": "runs with dropout"})
     resume = gpu_check.compare_runs([(11, 5.0, None)], [(11, 5.0, None)], [(11, 5.0, None)])
     resume.update(resumed_from=10, steps=24, stop=10, dtype="float16", device="cuda", seconds=1.0)
     monkeypatch.setattr(gpu_check, "run_resume_check", lambda *a, **k: resume)

@@ -14,9 +14,9 @@ import pytest
 import torch
 from training_helpers import story_tokenizer
 
-from gpt1_lib import pretrained
+from gpt1_lib import hf_export
+from gpt1_lib.hf_export import TOKENIZER_FILES, push_to_hub, save_for_transformers
 from gpt1_lib.model import GPT, GPTConfig
-from gpt1_lib.pretrained import TOKENIZER_FILES, push_to_hub, save_for_transformers
 from gpt1_lib.tokenizer import EOS_ID, PAD_ID, decode, encode
 
 transformers = pytest.importorskip("transformers")
@@ -170,7 +170,7 @@ def test_push_to_hub_when_the_hub_does_not_answer_says_so_in_one_line(
 def test_push_to_hub_without_a_login_says_how_to_log_in(exported, monkeypatch, capsys):
     import huggingface_hub
 
-    monkeypatch.setattr(pretrained, "hub_reachable", lambda: True)
+    monkeypatch.setattr(hf_export, "hub_reachable", lambda: True)
     monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
     assert push_to_hub(exported[1], "someone/gpt1-tiny") is None
     assert "huggingface_hub.login()" in one_line(capsys)
@@ -181,7 +181,7 @@ def test_push_to_hub_reports_a_failed_upload_in_one_line(
 ):
     import huggingface_hub
 
-    monkeypatch.setattr(pretrained, "hub_reachable", lambda: True)  # it answered a moment ago
+    monkeypatch.setattr(hf_export, "hub_reachable", lambda: True)  # it answered a moment ago
     monkeypatch.setattr(huggingface_hub, "get_token", lambda: "hf_not_a_real_token")
     assert push_to_hub(exported[1], "someone/gpt1-tiny") is None
     line = one_line(capsys)

@@ -12,7 +12,7 @@ import transformers
 from decoding_helpers import assert_cache_changes_nothing
 from torch import nn
 
-from gpt1_lib.kv_cache import DecodeLinear, Decoder, PackedLinear, decode_linear
+from gpt1_lib.fast_decode import DecodeLinear, Decoder, PackedLinear, decode_linear
 from gpt1_lib.model import GPT, GPTConfig
 from gpt1_lib.sample import generate
 

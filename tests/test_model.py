@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from gpt1_lib.hub import hub_reachable
 from gpt1_lib.model import GPT, MODEL_FIELDS, GPTConfig, model_config
-from gpt1_lib.pretrained import hub_reachable
 from gpt1_lib.profiles import PROFILES
 
 transformers = pytest.importorskip("transformers")

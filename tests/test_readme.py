@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -80,3 +82,75 @@ def test_every_notebook_names_its_kernel_and_the_gpu_chapter_asks_colab_for_a_gp
         assert metadata.get("kernelspec", {}).get("name") == "python3", name
     gpu = json.loads((ROOT / "notebooks" / "08_train_gpt1.ipynb").read_text())["metadata"]
     assert gpu["accelerator"] == "GPU" and gpu["colab"]["gpuType"] == "T4"
+
+
+# --- the README's examples, run -------------------------------------------------------------
+
+NEEDS_THE_NETWORK = "With the network"  # the sentence that introduces the online example
+# Commands the offline test leaves out, and why (everything else runs as written).
+NOT_HERE = {
+    "openai-gpt": "needs the Hugging Face hub",
+    "--config t4": "needs TinyStories (a download) and a GPU-sized model",
+    "torchrun": "needs several GPUs",
+}
+
+
+def _blocks(language: str) -> list[tuple[str, str]]:
+    """(the text just before it, the code) of every fenced block of `language` in the README."""
+    found = []
+    for match in re.finditer(rf"```{language}\n(.*?)```", README, flags=re.S):
+        found.append((README[max(0, match.start() - 200) : match.start()], match.group(1)))
+    return found
+
+
+def _library_commands() -> list[str]:
+    """The `python -m gpt1_lib...` and `torchrun` lines of the README's shell examples."""
+    lines = [ln for _, code in _blocks("bash") for ln in code.splitlines()]
+    return [ln.split(" #")[0].strip() for ln in lines if ln.startswith(("python -m gpt1_lib", "torchrun"))]
+
+
+def _run_in(folder: Path, args: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(args, cwd=folder, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, f"{' '.join(args)}:\n{done.stdout[-2000:]}{done.stderr[-3000:]}"
+    return done
+
+
+def test_the_readme_python_examples_run(tmp_path):
+    """Every Python example runs as written, in a fresh folder; the online one where the hub
+    is reachable."""
+    from gpt1_lib.hub import hub_reachable
+
+    blocks = _blocks("python")
+    assert len(blocks) >= 2 and any(NEEDS_THE_NETWORK in before for before, _ in blocks)
+    for before, code in blocks:
+        if NEEDS_THE_NETWORK in before and not hub_reachable():
+            continue
+        (tmp_path / "example.py").write_text(code)
+        _run_in(tmp_path, [sys.executable, "example.py"])
+    assert (tmp_path / "my-gpt" / "config.json").is_file()
+    assert (tmp_path / "my-gpt" / "tokenizer.json").is_file()
+
+
+def test_the_readme_command_lines_run(tmp_path):
+    """Each `python -m gpt1_lib...` line runs as written in order, a training run and a
+    fine-tuning run stopped after a few updates (`--until`), so the sample and resume lines
+    after them find what they need. Lines that need the network or GPUs are left out here."""
+    commands = _library_commands()
+    assert any("gpt1_lib.train" in c for c in commands) and any("finetune" in c for c in commands)
+    until: dict[str, int] = {}
+    ran = 0
+    for command in commands:
+        if any(mark in command for mark in NOT_HERE):
+            continue
+        args = shlex.split(command)
+        if args[2] in ("gpt1_lib.train", "gpt1_lib.finetune"):
+            out_dir = args[args.index("--out-dir") + 1]
+            until[out_dir] = until.get(out_dir, 0) + 2  # a resume goes two updates further
+            args += ["--until", str(until[out_dir])]
+            if args[2] == "gpt1_lib.train":
+                args += ["--no-progress"]
+        _run_in(tmp_path, [sys.executable, *args[1:]])
+        ran += 1
+    assert ran >= 6, commands
+    assert (tmp_path / "runs" / "ft" / "metrics.jsonl").is_file()

@@ -29,12 +29,14 @@ from training_helpers import (
 import gpt1_lib.checkpoint as checkpoint_module
 import gpt1_lib.finetune as ft
 import gpt1_lib.run_dir as run_dir_module
-from gpt1_lib import sample
+from gpt1_lib import fast_decode, sample
 from gpt1_lib.checkpoint import LAST, CheckpointError, load_model, read_checkpoint
-from gpt1_lib.finetune import add_special_tokens, encode_task
+from gpt1_lib.finetune_checkpoint import read_finetune_checkpoint
+from gpt1_lib.finetune_model import add_special_tokens, encode_task
 from gpt1_lib.model import GPT, GPTConfig
+from gpt1_lib.next_token import next_token_probs, sample_next
 from gpt1_lib.run_dir import read_metrics
-from gpt1_lib.sample import generate_tokens, next_token_probs, sample_next
+from gpt1_lib.sample import generate_tokens
 from gpt1_lib.tasks import Example, Task
 from gpt1_lib.tokenizer import load_tokenizer
 from gpt1_lib.train import main as train_main
@@ -299,7 +301,7 @@ def test_a_truncated_finetune_checkpoint_is_one_line_and_overwrite_starts_again(
     status, err = run_finetune(capsys, "--checkpoint", pretrained, "--task", task_file,
                                "--out-dir", run, "--overwrite")  # fmt: skip
     assert status == 0, err
-    assert ft.read_finetune_checkpoint(run / LAST)["step"] > 2
+    assert read_finetune_checkpoint(run / LAST)["step"] > 2
 
 
 @pytest.mark.parametrize("line", ["42", "[1, 2]", '"text"', "null", '{"no_step": 1}',
@@ -352,7 +354,7 @@ def test_a_huge_max_new_tokens_is_not_allocated_up_front(pretrained):
 
 
 def test_the_decoding_buffer_grows_past_its_first_block(pretrained, monkeypatch):
-    monkeypatch.setattr(sample, "SEQ_BLOCK", 40)  # a block shorter than the run: it must grow
+    monkeypatch.setattr(fast_decode, "SEQ_BLOCK", 40)  # a block shorter than the run: it must grow
     model = load_model(pretrained)
     prompt = torch.tensor([[5, 6, 7]])
     grown = sample.generate(model, prompt, 100, temperature=0)
@@ -402,7 +404,7 @@ def test_ctrl_c_exits_with_130_from_every_command_line(capsys, pretrained, task_
     monkeypatch.setattr(ft, "run", interrupted)
     assert ft.main(["--checkpoint", str(pretrained), "--task", str(task_file), "--out-dir",
                     str(tmp_path / "ft")]) == 130  # fmt: skip
-    monkeypatch.setattr(sample, "load_for_sampling", interrupted)
+    monkeypatch.setattr(sample, "load", interrupted)
     status, _ = run_sample(capsys, "--checkpoint", pretrained, "--prompt", "x")
     assert status == 130
     import gpt1_lib.train as train_module

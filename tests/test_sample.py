@@ -15,26 +15,22 @@ import torch
 from decoding_helpers import assert_cache_changes_nothing
 from tokenizers import Tokenizer
 
+from gpt1_lib.fast_decode import decode_steps
 from gpt1_lib.kv_cache import KVCache
+from gpt1_lib.load import load
 from gpt1_lib.model import GPT, GPTConfig
-from gpt1_lib.perplexity import perplexity
-from gpt1_lib.sample import (
+from gpt1_lib.next_token import (
     check_sampling_args,
-    decode_steps,
     draw,
     draw_in_nucleus,
-    end_of_text_id,
     filter_logits,
-    generate,
     invert_cdf,
-    load_for_sampling,
-    main,
     next_token_probs,
     nucleus_threshold,
     sample_next,
-    stream,
-    stream_text,
 )
+from gpt1_lib.perplexity import perplexity
+from gpt1_lib.sample import end_of_text_id, generate, main, stream, stream_text
 from gpt1_lib.tokenizer import EOS_ID, decode, encode, load_openai_tokenizer, train_tokenizer
 from gpt1_lib.train import train
 
@@ -436,8 +432,11 @@ def test_cli_rejects_bad_settings(saved, args, says):
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
+    return train_tiny_run(tmp_path_factory.mktemp("run"))
+
+
+def train_tiny_run(work: Path) -> Path:
     """A real (tiny, 3-step) chapter-05 training run on a small text file."""
-    work = tmp_path_factory.mktemp("run")
     text = work / "text.txt"
     text.write_text("to be or not to be, that is the question\n" * 400)
     config = dict(dataset=str(text), vocab_size=300, n_ctx=16, n_embd=32, n_layer=1, n_head=2,
@@ -478,7 +477,7 @@ def test_cli_crops_a_long_prompt_with_a_note(saved, capsys):
 
 
 def test_cli_hub_id_offline_is_a_clean_error():
-    from gpt1_lib.pretrained import hub_reachable
+    from gpt1_lib.hub import hub_reachable
 
     if hub_reachable():
         pytest.skip("the Hugging Face hub is reachable: this checks the offline message only")
@@ -551,9 +550,9 @@ def test_the_tiny_vocabulary_is_in_gpt1_layout(gpt1_dir):
     assert [tok.id_to_token(i) for i in encode(tok, "The")] == ["the</w>"]  # merged, lower-cased
 
 
-def test_load_for_sampling_reads_gpt1_files_and_finds_no_end_of_text(gpt1_dir, tokenizer):
-    model, tok, eos = load_for_sampling(gpt1_dir)
-    assert eos is None and end_of_text_id(tok) is None
+def test_load_reads_gpt1_files_and_finds_no_end_of_text(gpt1_dir, tokenizer):
+    model, tok = load(gpt1_dir)
+    assert end_of_text_id(tok) is None
     assert tok.get_vocab() == GPT1_VOCAB and not model.training
     assert end_of_text_id(tokenizer) == EOS_ID == tokenizer.token_to_id("<eos>")
 
@@ -567,8 +566,8 @@ def test_gpt1_files_beside_the_checkpoint_or_under_release_names(tmp_path, where
     checkpoint = tmp_path / "model"
     id1_model(len(GPT1_VOCAB)).save_pretrained(checkpoint)
     write_gpt1_tokenizer(tmp_path if where == "parent" else checkpoint, names)
-    _, tok, eos = load_for_sampling(checkpoint)
-    assert tok.get_vocab() == GPT1_VOCAB and eos is None
+    _, tok = load(checkpoint)
+    assert tok.get_vocab() == GPT1_VOCAB and end_of_text_id(tok) is None
 
 
 def test_a_checkpoint_without_any_tokenizer_is_refused(tmp_path):
@@ -601,7 +600,7 @@ def test_stream_with_gpt1_tokenizer_is_generate_decoded(gpt1_dir, model):
 
 
 def test_an_empty_prompt_needs_an_end_of_text_token(gpt1_dir):
-    model, tok, _ = load_for_sampling(gpt1_dir)
+    model, tok = load(gpt1_dir)
     with pytest.raises(ValueError, match="pass a prompt"):
         next(stream(model, tok, "", 5))
     message = run_main("--checkpoint", str(gpt1_dir), "--max-new-tokens", "3")
@@ -612,7 +611,8 @@ def test_the_book_tokenizer_still_stops_at_eos(tokenizer, tmp_path, capsys):
     model = id1_model(CONFIG.vocab_size)  # the same greedy choice, id 1: <eos> this time
     model.save_pretrained(tmp_path)
     tokenizer.save(str(tmp_path / "tokenizer.json"))
-    _, tok, eos = load_for_sampling(tmp_path)
+    _, tok = load(tmp_path)
+    eos = end_of_text_id(tok)
     assert eos == EOS_ID
     idx = torch.tensor([encode(tok, "to be")])
     assert generate(model, idx, 10, temperature=0, eos_id=eos).size(1) == idx.size(1) + 1
@@ -636,9 +636,10 @@ def test_hub_id_uses_gpt1_files_from_the_local_hf_cache(gpt1_dir, tmp_path, monk
     for f in ("config.json", "model.safetensors", "vocab.json", "merges.txt"):
         (snapshot / f).write_bytes((gpt1_dir / f).read_bytes())
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
-    monkeypatch.setattr("gpt1_lib.pretrained.hub_reachable", lambda *a, **k: False)
-    monkeypatch.setattr("gpt1_lib.sample.hub_reachable", lambda *a, **k: False)
-    _, tok, eos = load_for_sampling("openai-gpt")
+    monkeypatch.setattr("gpt1_lib.hub.hub_reachable", lambda *a, **k: False)
+    monkeypatch.setattr("gpt1_lib.load.hub_reachable", lambda *a, **k: False)
+    _, tok = load("openai-gpt")
+    eos = end_of_text_id(tok)
     assert eos is None and tok.get_vocab() == GPT1_VOCAB
     assert run_main("--checkpoint", "openai-gpt", "--prompt", "the", "--temperature", "0",
                     "--max-new-tokens", "4") == ""
@@ -647,13 +648,14 @@ def test_hub_id_uses_gpt1_files_from_the_local_hf_cache(gpt1_dir, tmp_path, monk
     assert "tokenizer" in run_main("--checkpoint", "openai-gpt", "--prompt", "the")
 
 
-def test_real_gpt1_greedy_golden_continuation_through_load_for_sampling():
-    from gpt1_lib.pretrained import hub_reachable
+def test_real_gpt1_greedy_golden_continuation_through_load():
+    from gpt1_lib.hub import hub_reachable
 
     if not hub_reachable():
         pytest.skip("the Hugging Face hub is unreachable (or HF_HUB_OFFLINE is set): "
                     "cannot download openai-community/openai-gpt")
-    model, tok, eos = load_for_sampling("openai-gpt")
+    model, tok = load("openai-gpt")
+    eos = end_of_text_id(tok)
     assert eos is None and (tok.id_to_token(0), tok.id_to_token(1)) == ("<unk>", ".")
     text = "the president is" + "".join(stream(model, tok, "the president is", 6, temperature=0))
     assert text.replace(" .", ".").startswith("the president is a very good man.")

@@ -17,8 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from gpt1_lib.corpus import MIRROR_ENV, fetch, holdout_start
-from gpt1_lib.tasks import KINDS, Example, Task, TaskError, load_task, shakespeare_tasks
+from gpt1_lib.corpus import fetch, holdout_start
+from gpt1_lib.download import MIRROR_ENV
+from gpt1_lib.shakespeare_tasks import shakespeare_tasks
+from gpt1_lib.task_files import load_task
+from gpt1_lib.tasks import KINDS, Example, Task, TaskError
 
 VAL_FRACTION = 0.1  # pre-training's default: the tasks must come from after its cut
 

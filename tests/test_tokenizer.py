@@ -16,7 +16,9 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 from gpt1_lib import tokenizer as tok_module
-from gpt1_lib.corpus import CORPORA, MIRROR_ENV, fetch_release, holdout_start
+from gpt1_lib.corpus import CORPORA, holdout_start
+from gpt1_lib.download import MIRROR_ENV
+from gpt1_lib.releases import fetch_release
 from gpt1_lib.tokenizer import (
     EOS,
     EOS_ID,

@@ -196,8 +196,10 @@ def render(module: Module) -> str:
     parts.extend(module.bodies)
     text = "\n\n\n".join(p.strip("\n") for p in parts if p.strip()) + "\n"
     text = merge_methods(text)
-    text = _ruff(["check", "--fix-only", "--select", "I,F401,UP037", "--quiet"], text)
-    return _ruff(["format", "--quiet"], text)
+    # An import a cell wrote over several lines may have lost names to F401: join it again.
+    joined = ["--config", "lint.isort.split-on-trailing-comma = false"]
+    text = _ruff(["check", "--fix-only", "--select", "I,F401,UP037", *joined, "--quiet"], text)
+    return _ruff(["format", "--config", "format.skip-magic-trailing-comma = true", "--quiet"], text)
 
 
 def module_path(name: str) -> Path:
