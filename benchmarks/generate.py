@@ -10,8 +10,8 @@ pairs of models hold identical weights:
   do_sample=False, use_cache=True)`: its default dynamic cache and SDPA attention), and
   `gpt1_lib.GPT(pre_ln=True)` loaded from it.
 
-gpt1_lib runs `generate(..., temperature=0)` (its `Decoder`), section 3's simple cache (the
-model's forward per token) and no cache. Each contender continues the same 32-token prompt
+gpt1_lib runs `generate(..., temperature=0, decode=fast_decode_steps)` (its `Decoder`),
+section 3's simple cache (the model's forward per token) and no cache. Each contender continues the same 32-token prompt
 by 192 tokens, at batch 1 and 8; the models of a pair must produce the same tokens. Rounds
 alternate the contenders (rotating their order) so that load from other processes hits them
 alike; the tables give the median of the rounds and their spread.
@@ -43,11 +43,12 @@ import torch
 import transformers
 from transformers import GPT2Config, GPT2LMHeadModel, OpenAIGPTLMHeadModel
 
+from gpt1_lib.fast_decode import fast_decode_steps as FAST
+from gpt1_lib.generate import generate
 from gpt1_lib.hardware import cpu_name
 from gpt1_lib.kv_cache import KVCache
 from gpt1_lib.model import GPT, model_config
 from gpt1_lib.pretrained import state_dict_from_gpt2
-from gpt1_lib.sample import generate
 
 RESULTS = Path(__file__).resolve().parent / "results" / "generate.md"
 COURSE_SHAPE = dict(vocab_size=8192, n_ctx=256, n_embd=256, n_layer=4, n_head=8)
@@ -101,11 +102,13 @@ def contenders(models: dict[str, torch.nn.Module]):
 
     gpt1, gpt2 = models["gpt1"], models["gpt2"]
     return {
-        "gpt1_lib decoder": lambda p, n: generate(gpt1, p, n, temperature=0),
+        "gpt1_lib decoder": lambda p, n: generate(gpt1, p, n, temperature=0, decode=FAST),
         "gpt1_lib simple cache": lambda p, n: simple_cache_generate(gpt1, p, n),
-        "gpt1_lib no cache": lambda p, n: generate(gpt1, p, n, temperature=0, use_cache=False),
+        "gpt1_lib no cache": lambda p, n: generate(gpt1, p, n, temperature=0, use_cache=False,
+                                                   decode=FAST),
         "transformers OpenAIGPT (no cache)": hf(models["hf_gpt1"]),
-        "gpt1_lib decoder, GPT-2 weights": lambda p, n: generate(gpt2, p, n, temperature=0),
+        "gpt1_lib decoder, GPT-2 weights": lambda p, n: generate(gpt2, p, n, temperature=0,
+                                                                 decode=FAST),
         "transformers GPT-2 with its cache": hf(models["hf_gpt2"]),
     }
 
@@ -114,10 +117,11 @@ def sampling_contenders(model: GPT):
     def sampled(**kwargs):
         def run(prompt: torch.Tensor, n_new: int) -> torch.Tensor:
             gen = torch.Generator().manual_seed(0)
-            return generate(model, prompt, n_new, temperature=1.0, generator=gen, **kwargs)
+            return generate(model, prompt, n_new, temperature=1.0, generator=gen, decode=FAST,
+                            **kwargs)
         return run
 
-    return {"decoder, greedy": lambda p, n: generate(model, p, n, temperature=0),
+    return {"decoder, greedy": lambda p, n: generate(model, p, n, temperature=0, decode=FAST),
             "decoder, top-k 40": sampled(top_k=40), "decoder, top-p 0.9": sampled(top_p=0.9)}
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from gpt1_lib.atomic import write_atomically
+from gpt1_lib.errors import GPT1Error
 from gpt1_lib.model import GPT, model_config
 
 LAST, BEST = "ckpt_last.pt", "ckpt_best.pt"
@@ -35,7 +36,7 @@ _REQUIRED = ("format", "step", "config", "model")  # a lean checkpoint: load_mod
 _RESUMABLE = ("optimizer", "rng")  # and what a complete one adds, to go on training exactly
 
 
-class CheckpointError(ValueError):
+class CheckpointError(GPT1Error, ValueError):
     """A checkpoint that cannot be read or used; the message says what to do."""
 
 

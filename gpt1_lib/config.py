@@ -22,11 +22,12 @@ from typing import Any
 
 import yaml
 
+from gpt1_lib.errors import GPT1Error
 from gpt1_lib.model import GPTConfig, model_config
 from gpt1_lib.profiles import load_config as load_preset
 
 
-class ConfigError(ValueError):
+class ConfigError(GPT1Error, ValueError):
     """A config key or value that cannot work; the message says what to change."""
 
 
@@ -84,6 +85,18 @@ def config_differences(
     """Keys whose values differ between two configs, ignoring those that may change on resume."""
     keys = (set(saved) | set(current)) - set(may_change)
     return sorted(k for k in keys if saved.get(k) != current.get(k))
+
+
+def out_of_memory_advice(cfg: dict[str, Any]) -> str:
+    """What to change after a CUDA out-of-memory error: a smaller micro-batch, the same update."""
+    b, accum = cfg["batch_size"], cfg["grad_accum"]
+    if b == 1:
+        return f"batch_size is 1 already: lower n_ctx (now {cfg['n_ctx']}) or use a larger GPU"
+    smaller = b // 2 if b % 2 == 0 else 1
+    return (
+        f"lower batch_size and raise grad_accum by the same factor, which keeps the {b * accum} "
+        f"sequences of an update, e.g. --set batch_size={smaller} --set grad_accum={accum * b // smaller}"
+    )
 
 
 _POSITIVE_INTS = (

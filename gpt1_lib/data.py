@@ -23,9 +23,10 @@ import numpy as np
 import torch
 
 from gpt1_lib.corpus import VALIDATION_SPLITS, fetch, splits
+from gpt1_lib.errors import GPT1Error
 
 
-class DataError(ValueError):
+class DataError(GPT1Error, ValueError):
     """A corpus or token file that cannot be trained on; the message says what to do."""
 
 

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import shutil
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
+
+from gpt1_lib.atomic import write_atomically
+from gpt1_lib.errors import GPT1Error
 
 MIRROR_ENV = "GPT1_DATA_MIRROR"
 CHUNK_BYTES = 1 << 20
@@ -37,11 +40,11 @@ class RemoteFile:
     git_blob: str | None = None
 
 
-class ChecksumError(ValueError):
+class ChecksumError(GPT1Error, ValueError):
     """A file's checksum differs from the known one; it is never kept under its final name."""
 
 
-class DownloadError(RuntimeError):
+class DownloadError(GPT1Error, RuntimeError):
     """A download failed or stopped early; what arrived is kept for the next call to resume."""
 
 
@@ -193,15 +196,10 @@ def copy_from_mirror(mirror: Path, folder: str, remote: RemoteFile, dest: Path) 
             f"or unset {MIRROR_ENV} to download it from {remote.url}"
         )
     sha256 = remote.sha256 or _mirror_checksum(mirror, relpath)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
-            while chunk := src.read(CHUNK_BYTES):
-                out.write(chunk)
-        advice = f"replace it with a good copy, or unset {MIRROR_ENV}"
-        verify(tmp, str(source), advice, sha256, remote.git_blob)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+    advice = f"replace it with a good copy, or unset {MIRROR_ENV}"
+
+    def copy_and_verify(tmp: str) -> None:  # under its final name only once it checks out
+        shutil.copyfile(source, tmp)
+        verify(Path(tmp), str(source), advice, sha256, remote.git_blob)
+
+    write_atomically(dest, copy_and_verify)

@@ -161,14 +161,15 @@ class Decoder:
 SEQ_BLOCK = 1 << 16  # tokens per row the decoding loop allocates at a time
 
 
-def decode_steps(
+def fast_decode_steps(
     model: GPT,
     idx: torch.Tensor,
     max_new_tokens: int,
     pick: Callable[[torch.Tensor], torch.Tensor],
     use_cache: bool = True,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """The decoding loop: yield (last-position logits (B, V), picked token (B, 1)) per step.
+    """`generate.decode_steps`, token for token, faster on a CPU: yield (last-position logits
+    (B, V), picked token (B, 1)) per step; `generate(..., decode=fast_decode_steps)` uses it.
 
     Without the cache each step runs the model on the whole sequence (cropped to n_ctx). With
     it a `Decoder` fills its cache with the prompt once, then steps one token at a time. When

@@ -23,10 +23,10 @@ import yaml
 from tokenizers import Tokenizer
 
 from gpt1_lib.atomic import write_text_atomically
-from gpt1_lib.checkpoint import CheckpointError
-from gpt1_lib.config import ConfigError
+from gpt1_lib.config import parse_overrides
 from gpt1_lib.corpus import fetch
 from gpt1_lib.distributed import Processes
+from gpt1_lib.errors import GPT1Error
 from gpt1_lib.finetune_checkpoint import BEST, LAST
 from gpt1_lib.finetune_loop import FINETUNE_DEFAULTS, _finetune, finetune_config, prepare
 from gpt1_lib.finetune_model import FineTuneError, FineTuneModel, device_of
@@ -36,7 +36,7 @@ from gpt1_lib.precision import resolve_device, training_settings
 from gpt1_lib.run_dir import check_run_folder, exclusive, make_run_folder
 from gpt1_lib.shakespeare_tasks import shakespeare_tasks
 from gpt1_lib.task_files import load_task
-from gpt1_lib.tasks import Task, TaskError
+from gpt1_lib.tasks import Task
 from gpt1_lib.tokenizer import save_tokenizer
 
 
@@ -64,6 +64,17 @@ def remove_finetune_files(out: Path) -> None:
         gone.append(hf)
     if gone:
         print(f"removed the fine-tuning run in {out}: {', '.join(p.name for p in gone)}")
+
+
+def resumed_settings(
+    out_dir: Path, overrides: dict[str, Any] | Sequence[str] | None
+) -> dict[str, Any]:
+    """A resume's settings: the run's own (its finetune.yaml), then `overrides` on top, as
+    `python -m gpt1_lib.train --resume` starts from the run's config.yaml."""
+    saved = out_dir / "finetune.yaml"
+    settings = yaml.safe_load(saved.read_text(encoding="utf-8")) if saved.is_file() else {}
+    own = {k: v for k, v in (settings or {}).items() if k in FINETUNE_DEFAULTS}
+    return {**own, **parse_overrides(overrides)}
 
 
 def run_inputs(gpt: GPT, tokenizer: Tokenizer, task: Task) -> dict[str, str]:
@@ -103,7 +114,7 @@ def run(checkpoint: str | Path, task: str | Path | Task, out_dir: str | Path,
         raise FineTuneError(f"--until must be a positive update number, got {until}")
     if resume and overwrite:
         raise FineTuneError("--resume and --overwrite exclude each other: choose one")
-    cfg = finetune_config(overrides)
+    cfg = finetune_config(resumed_settings(Path(out_dir), overrides) if resume else overrides)
     gpt, tokenizer = load_language_model(checkpoint, resolve_device(cfg["device"]))
     task = task if isinstance(task, Task) else resolve_task(task)
     inputs = run_inputs(gpt, tokenizer, task)
@@ -125,8 +136,8 @@ def run(checkpoint: str | Path, task: str | Path | Task, out_dir: str | Path,
     return {"task": task.name, "kind": task.kind, "chance": task.chance, **summary}
 
 
-USER_ERRORS = (FineTuneError, ConfigError, TaskError, CheckpointError, OSError)  # OSError:
-# a file that cannot be read or written, or no network (ConnectionError is one), named in one line
+USER_ERRORS = (GPT1Error, OSError)  # OSError: a file that cannot be read or written, or no
+# network (ConnectionError is one), named in one line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,7 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", required=True, type=Path, help="the run directory")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help=f"override one setting (repeatable): {', '.join(FINETUNE_DEFAULTS)}")  # fmt: skip
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out-dir")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out-dir, with its own settings (finetune.yaml)",
+    )
     parser.add_argument("--overwrite", action="store_true",
                         help="delete the fine-tuning run in --out-dir and start again")  # fmt: skip
     parser.add_argument("--until", type=int, metavar="STEP", help="stop after this update")

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer
 from torch import nn
 
+from gpt1_lib.errors import GPT1Error
 from gpt1_lib.model import GPT, init_weights
 from gpt1_lib.tasks import Example, Task
 from gpt1_lib.tokenizer import encode
@@ -23,7 +24,7 @@ from gpt1_lib.tokenizer import encode
 SPECIAL = ("_start_", "_delimiter_", "_classify_")  # GPT-1's start, delimiter and extract
 
 
-class FineTuneError(ValueError):
+class FineTuneError(GPT1Error, ValueError):
     """Input that fine-tuning cannot use; the message says what to change."""
 
 

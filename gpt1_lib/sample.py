@@ -2,200 +2,27 @@
 # Change the notebook, then run `make export`.
 
 
-"""Sampling from a trained GPT: generate (with a KV cache), streaming, and the command line.
-
-Chapter 07 of the book. `generate(model, idx, max_new_tokens, temperature, top_k, top_p)` is
-the function to call from code; `python -m gpt1_lib.sample --checkpoint DIR --prompt TEXT`
-streams samples to the terminal, with the tokenizer the checkpoint came with: the book's
-byte-level one (which ends a document with <eos>) or GPT-1's (which has no end-of-text token).
+"""The command line `python -m gpt1_lib.sample --checkpoint SOURCE --prompt TEXT`: samples of
+a trained GPT streamed to the terminal, decoded fast on a CPU (`fast_decode_steps`), with the
+tokenizer the checkpoint came with: the book's byte-level one (which ends a document with
+<eos>) or GPT-1's (which has no end-of-text token). Chapter 07 of the book; the functions to
+call from code are in `gpt1_lib.generate`.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
-from tokenizers import Tokenizer
 
-from gpt1_lib.fast_decode import decode_steps
+from gpt1_lib.fast_decode import fast_decode_steps
+from gpt1_lib.generate import end_of_text_id, stream
 from gpt1_lib.load import load
-from gpt1_lib.model import GPT
-from gpt1_lib.next_token import check_sampling_args, sample_next
-from gpt1_lib.tokenizer import EOS, decode, encode
-
-
-@torch.inference_mode()
-def generate_tokens(
-    model: GPT,
-    idx: torch.Tensor,
-    max_new_tokens: int,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    use_cache: bool = True,
-    generator: torch.Generator | None = None,
-    eos_id: int | None = None,
-    vocab_size: int | None = None,
-) -> Iterator[torch.Tensor]:
-    """Yield the new tokens as they are chosen, (B, 1) per step; `generate` collects them.
-
-    With eos_id, a row that has produced <eos> keeps producing it, and the loop stops once
-    every row has. vocab_size limits the draw to ids below it: a tokenizer may know fewer ids
-    than the model's embedding has rows. The model runs in eval mode (no dropout) and is put
-    back as it was.
-    """
-    check_sampling_args(temperature, top_k, top_p, max_new_tokens)
-    finished = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
-
-    def pick(logits: torch.Tensor) -> torch.Tensor:
-        if vocab_size is not None and vocab_size < logits.size(-1):
-            logits = logits[:, :vocab_size]  # the ids beyond have no text: never drawn
-        token = sample_next(logits, temperature, top_k, top_p, generator)
-        if eos_id is not None:
-            token = token.masked_fill(finished.unsqueeze(1), eos_id)
-            finished.logical_or_(token.squeeze(1) == eos_id)
-        return token
-
-    was_training = model.training
-    model.eval()
-    try:
-        for _, token in decode_steps(model, idx, max_new_tokens, pick, use_cache):
-            yield token
-            if eos_id is not None and bool(finished.all()):
-                return
-    finally:
-        model.train(was_training)
-
-
-def generate(
-    model: GPT,
-    idx: torch.Tensor,
-    max_new_tokens: int,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    use_cache: bool = True,
-    generator: torch.Generator | None = None,
-    eos_id: int | None = None,
-    vocab_size: int | None = None,
-) -> torch.Tensor:
-    """Continue each row of idx (B, T) by max_new_tokens tokens; returns (B, T + new).
-
-    temperature=0 is greedy decoding; top_k / top_p restrict the draw to the k most likely
-    tokens / to the nucleus of mass p; a seeded `torch.Generator` makes sampling repeatable.
-    A prompt longer than n_ctx conditions on its last n_ctx tokens (and is returned whole).
-    With eos_id the output ends early once every row has produced <eos>; with vocab_size
-    only ids below it are drawn (the tokenizer's size, when the model has spare rows).
-    """
-    steps = generate_tokens(
-        model,
-        idx,
-        max_new_tokens,
-        temperature,
-        top_k,
-        top_p,
-        use_cache,
-        generator,
-        eos_id,
-        vocab_size,
-    )
-    new = list(steps)
-    return torch.cat([idx, *new], dim=1)
-
-
-def stream_text(
-    tokenizer: Tokenizer, tokens: Iterable[int], context: Sequence[int] = ()
-) -> Iterator[str]:
-    """Turn token ids arriving one by one into text pieces, never half a character.
-
-    A byte-level token may end inside a multi-byte character, which decodes to U+FFFD; the
-    piece is held back until the character is complete. `context` (the last prompt tokens) is
-    decoded along with the new ones, so decoders that join or strip at word boundaries keep
-    the right spaces.
-    """
-    context = list(context)
-    context_text = decode(tokenizer, context)
-    new: list[int] = []
-    text, printed = "", 0
-    for token in tokens:
-        new.append(int(token))
-        text = decode(tokenizer, context + new)
-        text = (
-            text[len(context_text) :] if text.startswith(context_text) else decode(tokenizer, new)
-        )
-        if not text.endswith("\ufffd") and len(text) > printed:
-            yield text[printed:]
-            printed = len(text)
-    if len(text) > printed:  # the text ended inside a character: show what there is
-        yield text[printed:]
-
-
-END_OF_TEXT_TOKENS = (EOS, "<|endoftext|>")  # the book's tokenizers; GPT-2-style ones
-
-
-def end_of_text_id(tokenizer: Tokenizer) -> int | None:
-    """The id of the tokenizer's own end-of-text token, or None when its vocabulary has none.
-
-    Only special tokens count. The book's tokenizers end every document with <eos>; GPT-1's
-    vocabulary has no end-of-text token at all (its id 1 is "."), so sampling from it runs
-    to max_new_tokens.
-    """
-    special = {
-        token.content: i
-        for i, token in tokenizer.get_added_tokens_decoder().items()
-        if token.special
-    }
-    return next((special[name] for name in END_OF_TEXT_TOKENS if name in special), None)
-
-
-def stream(
-    model: GPT,
-    tokenizer: Tokenizer,
-    prompt: str | Sequence[int],
-    max_new_tokens: int,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    use_cache: bool = True,
-    generator: torch.Generator | None = None,
-    stop_at_eos: bool = True,
-) -> Iterator[str]:
-    """Yield the continuation of one prompt (text or token ids) as text, while it is made.
-
-    The end-of-text token is the tokenizer's own (`end_of_text_id`). An empty prompt starts
-    from it, as a new document; with stop_at_eos the text ends where the model ends its
-    document. A tokenizer without one (GPT-1's) needs a prompt, and its text runs to
-    max_new_tokens.
-    """
-    ids = encode(tokenizer, prompt) if isinstance(prompt, str) else list(prompt)
-    eos = end_of_text_id(tokenizer)
-    if not ids:
-        if eos is None:
-            raise ValueError(
-                "an empty prompt starts from the end-of-text token, and this tokenizer has "
-                "none (GPT-1's vocabulary has no end-of-text token): pass a prompt"
-            )
-        ids = [eos]
-    idx = torch.tensor([ids], dtype=torch.long, device=model.tokens_embed.weight.device)
-    eos_id = eos if stop_at_eos else None
-    steps = generate_tokens(
-        model,
-        idx,
-        max_new_tokens,
-        temperature,
-        top_k,
-        top_p,
-        use_cache,
-        generator,
-        eos_id,
-        vocab_size=tokenizer.get_vocab_size(),
-    )
-    tokens = (int(token.item()) for token in steps)
-    yield from stream_text(tokenizer, itertools.takewhile(lambda t: t != eos_id, tokens), ids[-8:])
+from gpt1_lib.next_token import check_sampling_args
+from gpt1_lib.tokenizer import decode, encode
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -286,6 +113,7 @@ def _sample(args: argparse.Namespace) -> None:
                 args.top_k,
                 args.top_p,
                 generator=generator,
+                decode=fast_decode_steps,
             ):
                 print(piece, end="", flush=True)
         except ValueError as err:  # non-finite logits: broken weights

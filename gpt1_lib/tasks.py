@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from gpt1_lib.errors import GPT1Error
+
 KINDS = ("classification", "entailment", "similarity", "multiple_choice")
 SPLITS = ("train", "valid", "test")
 
@@ -34,7 +36,7 @@ class Example:
     choices: tuple[str, ...] = ()
 
 
-class TaskError(ValueError):
+class TaskError(GPT1Error, ValueError):
     """A task file that cannot be used; the message names the file, the line and the fix."""
 
 

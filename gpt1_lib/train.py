@@ -27,9 +27,9 @@ from typing import Any
 
 import torch.distributed as dist
 
-from gpt1_lib.checkpoint import CheckpointError, load_model
+from gpt1_lib.checkpoint import load_model
 from gpt1_lib.config import ConfigError, load_config
-from gpt1_lib.data import DataError
+from gpt1_lib.errors import GPT1Error
 from gpt1_lib.profiles import PROFILES, project_root
 from gpt1_lib.run_dir import read_metrics
 from gpt1_lib.trainer import Trainer, TrainingError
@@ -39,7 +39,7 @@ __all__ = ["USER_ERRORS", "Trainer", "TrainingError", "load_config", "load_model
 
 # What a user can cause: one line each, no traceback. OSError: a file that cannot be read or
 # written (no permission, a full disk), named in the message with its reason.
-USER_ERRORS = (ConfigError, DataError, CheckpointError, TrainingError, OSError)
+USER_ERRORS = (GPT1Error, OSError)
 
 
 def default_work_dir(config: Any) -> Path:

@@ -8,7 +8,7 @@
 or resumes from the newest good checkpoint, and loops: gradient accumulation, clipping, mixed
 precision chosen by the hardware, periodic evaluation, `metrics.jsonl` and checkpoints. Under
 torchrun every process runs one Trainer and they train together (DistributedDataParallel).
-Its methods are grown one per cell in chapter 06 and attached with `add_to_class`.
+Chapter 06 grows its methods one per cell (`add_to_class`); the module shows the class whole.
 """
 
 from __future__ import annotations
@@ -35,13 +35,12 @@ from gpt1_lib.checkpoint import (
     LAST,
     atomic_save,
     capture_rng,
-    file_digest,
     read_checkpoint,
     restore_rng,
 )
-from gpt1_lib.config import ConfigError
-from gpt1_lib.data import DataError, corpus_files
+from gpt1_lib.config import ConfigError, out_of_memory_advice
 from gpt1_lib.distributed import start_processes
+from gpt1_lib.errors import GPT1Error
 from gpt1_lib.model import GPT, model_config
 from gpt1_lib.optim import lr_at, make_optimizer
 from gpt1_lib.precision import (
@@ -52,6 +51,7 @@ from gpt1_lib.precision import (
     resolve_device,
     training_settings,
 )
+from gpt1_lib.run_data import prepare_run_data
 from gpt1_lib.run_dir import (
     CONFIG,
     CONFIG_HEADER,
@@ -65,11 +65,9 @@ from gpt1_lib.run_dir import (
     resume_point,
 )
 from gpt1_lib.tensorboard_log import TensorBoardLog, tensorboard_writer
-from gpt1_lib.token_cache import corpus_content, prepare_tokens
-from gpt1_lib.tokenizer import load_tokenizer, prepare_tokenizer, save_tokenizer
 
 
-class TrainingError(RuntimeError):
+class TrainingError(GPT1Error, RuntimeError):
     """Training cannot go on (a diverged loss, no GPU memory); the message says what to try."""
 
 
@@ -116,36 +114,10 @@ class Trainer:
             (self.bar.write if self.bar is not None else print)(message)
 
     def prepare_data(self, resuming: bool) -> None:
-        """Tokenizer (copied into the run directory) and token files; the main process makes them."""
-        cfg, tok_file = self.cfg, self.out_dir / "tokenizer.json"
-        if self.procs.main:
-            try:
-                if resuming and tok_file.is_file():  # the very tokenizer the run started with
-                    tokenizer = load_tokenizer(tok_file)
-                else:
-                    corpus_files(cfg["dataset"])  # a clear error for a missing or empty corpus
-                    tokenizer = prepare_tokenizer(cfg["dataset"], cfg["vocab_size"], self.work_dir,
-                                                  cfg["tokenizer_sample_bytes"], cfg["val_fraction"])  # fmt: skip
-                    save_tokenizer(tokenizer, tok_file)
-            except ValueError as err:  # not UTF-8, vocab_size too small, a corrupt tokenizer.json
-                raise DataError(str(err)) from err
-            files = prepare_tokens(
-                cfg["dataset"], tokenizer, self.work_dir, cfg["val_fraction"], self.progress
-            )
-        self.procs.barrier()  # the others find the files the main process made
-        # What this run trains on, by content: every checkpoint records it, a resume compares it.
-        self.inputs = {"corpus": corpus_content(cfg["dataset"], self.work_dir / "tokens"),
-                       "tokenizer": file_digest(tok_file)}  # fmt: skip
-        if not self.procs.main:
-            tokenizer = load_tokenizer(tok_file)
-            files = prepare_tokens(
-                cfg["dataset"], tokenizer, self.work_dir, cfg["val_fraction"], False
-            )
-        if files.vocab_size > cfg["vocab_size"]:
-            raise ConfigError(
-                f"the tokenizer has {files.vocab_size} ids but vocab_size={cfg['vocab_size']}: "
-                "raise vocab_size to at least the tokenizer's size"
-            )
+        """The run's token files and inputs (`prepare_run_data`), and its two streams of windows."""
+        cfg = self.cfg
+        files, self.inputs = prepare_run_data(cfg, self.out_dir, self.work_dir, self.procs, resuming,
+                                              self.progress)  # fmt: skip
         self.train_windows = files.windows("train", cfg["n_ctx"], cfg["batch_size"], cfg["seed"])
         self.val_windows = files.windows("val", cfg["n_ctx"], cfg["batch_size"], cfg["seed"])
 
@@ -386,15 +358,3 @@ class Trainer:
         }  # fmt: skip
 
     # resume_point has already removed what an earlier run wrote here
-
-
-def out_of_memory_advice(cfg: dict[str, Any]) -> str:
-    """What to change after a CUDA out-of-memory error: a smaller micro-batch, the same update."""
-    b, accum = cfg["batch_size"], cfg["grad_accum"]
-    if b == 1:
-        return f"batch_size is 1 already: lower n_ctx (now {cfg['n_ctx']}) or use a larger GPU"
-    smaller = b // 2 if b % 2 == 0 else 1
-    return (
-        f"lower batch_size and raise grad_accum by the same factor, which keeps the {b * accum} "
-        f"sequences of an update, e.g. --set batch_size={smaller} --set grad_accum={accum * b // smaller}"
-    )

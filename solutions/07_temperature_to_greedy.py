@@ -12,8 +12,8 @@ reproduces the greedy tokens, while T = 1 does not.
 import torch
 
 from gpt1_lib.attention import GPTConfig
+from gpt1_lib.generate import generate
 from gpt1_lib.model import GPT
-from gpt1_lib.sample import generate
 
 torch.set_num_threads(1)
 torch.manual_seed(0)

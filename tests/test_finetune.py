@@ -27,6 +27,7 @@ from training_helpers import (
 
 import gpt1_lib.finetune as ft
 from gpt1_lib.config import ConfigError
+from gpt1_lib.finetune_checkpoint import read_finetune_checkpoint
 from gpt1_lib.finetune_loop import finetune, finetune_config, prepare, transfer, warmup_linear
 from gpt1_lib.finetune_model import (
     SPECIAL,
@@ -780,3 +781,19 @@ def test_a_task_without_valid_or_test_examples_is_refused_before_training(tokeni
     empty = Task(task.name, task.kind, task.labels, {**task.splits, "valid": []}, task.description)
     with pytest.raises(FineTuneError, match="needs examples in its valid and test splits"):
         prepare(tiny_gpt(0), tokenizer, empty, finetune_config({"batch_size": 4}))
+
+
+def test_a_resume_takes_the_runs_own_settings_and_refuses_other_ones(
+    capsys, pretrained, task_file, tmp_path, no_hf
+):
+    """As `python -m gpt1_lib.train --resume` starts from the run's config.yaml, a fine-tuning
+    resume starts from the run's finetune.yaml: no --set to repeat; a --set that changes what
+    was computed is still refused."""
+    out = tmp_path / "ft"
+    assert cli(capsys, pretrained, task_file, out, "--set", "lr=6.25e-4", "--until", 2)[0] == 0
+    status, _, err = ft.main(["--checkpoint", str(pretrained), "--task", str(task_file),
+                              "--out-dir", str(out), "--resume", "--until", "3", "--no-progress"]), *capsys.readouterr()  # fmt: skip
+    assert status == 0, err
+    assert read_finetune_checkpoint(out / "ckpt_last.pt")["config"]["lr"] == 6.25e-4
+    status, _, err = cli(capsys, pretrained, task_file, out, "--set", "lr=1e-3", "--resume")
+    assert status == 1 and "other values of lr" in err

@@ -13,8 +13,8 @@ from decoding_helpers import assert_cache_changes_nothing
 from torch import nn
 
 from gpt1_lib.fast_decode import DecodeLinear, Decoder, PackedLinear, decode_linear
+from gpt1_lib.generate import generate
 from gpt1_lib.model import GPT, GPTConfig
-from gpt1_lib.sample import generate
 
 SHAPE = dict(vocab_size=300, n_ctx=16, n_embd=32, n_layer=2, n_head=4)
 

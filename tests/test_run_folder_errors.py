@@ -33,10 +33,10 @@ from gpt1_lib import fast_decode, sample
 from gpt1_lib.checkpoint import LAST, CheckpointError, load_model, read_checkpoint
 from gpt1_lib.finetune_checkpoint import read_finetune_checkpoint
 from gpt1_lib.finetune_model import add_special_tokens, encode_task
+from gpt1_lib.generate import generate, generate_tokens
 from gpt1_lib.model import GPT, GPTConfig
 from gpt1_lib.next_token import next_token_probs, sample_next
 from gpt1_lib.run_dir import read_metrics
-from gpt1_lib.sample import generate_tokens
 from gpt1_lib.tasks import Example, Task
 from gpt1_lib.tokenizer import load_tokenizer
 from gpt1_lib.train import main as train_main
@@ -357,9 +357,9 @@ def test_the_decoding_buffer_grows_past_its_first_block(pretrained, monkeypatch)
     monkeypatch.setattr(fast_decode, "SEQ_BLOCK", 40)  # a block shorter than the run: it must grow
     model = load_model(pretrained)
     prompt = torch.tensor([[5, 6, 7]])
-    grown = sample.generate(model, prompt, 100, temperature=0)
+    grown = generate(model, prompt, 100, temperature=0, decode=fast_decode.fast_decode_steps)
     monkeypatch.undo()
-    assert torch.equal(grown, sample.generate(model, prompt, 100, temperature=0))
+    assert torch.equal(grown, generate(model, prompt, 100, temperature=0))
 
 
 @pytest.mark.parametrize("until", [0, -3])

@@ -15,7 +15,7 @@ import torch
 from decoding_helpers import assert_cache_changes_nothing
 from tokenizers import Tokenizer
 
-from gpt1_lib.fast_decode import decode_steps
+from gpt1_lib.generate import decode_steps, end_of_text_id, generate, stream, stream_text
 from gpt1_lib.kv_cache import KVCache
 from gpt1_lib.load import load
 from gpt1_lib.model import GPT, GPTConfig
@@ -30,7 +30,7 @@ from gpt1_lib.next_token import (
     sample_next,
 )
 from gpt1_lib.perplexity import perplexity
-from gpt1_lib.sample import end_of_text_id, generate, main, stream, stream_text
+from gpt1_lib.sample import main
 from gpt1_lib.tokenizer import EOS_ID, decode, encode, load_openai_tokenizer, train_tokenizer
 from gpt1_lib.train import train
 
