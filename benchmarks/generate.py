@@ -10,7 +10,7 @@ pairs of models hold identical weights:
   do_sample=False, use_cache=True)`: its default dynamic cache and SDPA attention), and
   `gpt1_lib.GPT(pre_ln=True)` loaded from it.
 
-gpt1_lib runs `generate(..., temperature=0, decode=fast_decode_steps)` (its `Decoder`),
+gpt1_lib runs `generate(..., temperature=0, decoding=fast_decode_steps)` (its `Decoder`),
 section 3's simple cache (the model's forward per token) and no cache. Each contender continues the same 32-token prompt
 by 192 tokens, at batch 1 and 8; the models of a pair must produce the same tokens. Rounds
 alternate the contenders (rotating their order) so that load from other processes hits them
@@ -102,13 +102,13 @@ def contenders(models: dict[str, torch.nn.Module]):
 
     gpt1, gpt2 = models["gpt1"], models["gpt2"]
     return {
-        "gpt1_lib decoder": lambda p, n: generate(gpt1, p, n, temperature=0, decode=FAST),
+        "gpt1_lib decoder": lambda p, n: generate(gpt1, p, n, temperature=0, decoding=FAST),
         "gpt1_lib simple cache": lambda p, n: simple_cache_generate(gpt1, p, n),
         "gpt1_lib no cache": lambda p, n: generate(gpt1, p, n, temperature=0, use_cache=False,
-                                                   decode=FAST),
+                                                   decoding=FAST),
         "transformers OpenAIGPT (no cache)": hf(models["hf_gpt1"]),
         "gpt1_lib decoder, GPT-2 weights": lambda p, n: generate(gpt2, p, n, temperature=0,
-                                                                 decode=FAST),
+                                                                 decoding=FAST),
         "transformers GPT-2 with its cache": hf(models["hf_gpt2"]),
     }
 
@@ -117,11 +117,11 @@ def sampling_contenders(model: GPT):
     def sampled(**kwargs):
         def run(prompt: torch.Tensor, n_new: int) -> torch.Tensor:
             gen = torch.Generator().manual_seed(0)
-            return generate(model, prompt, n_new, temperature=1.0, generator=gen, decode=FAST,
+            return generate(model, prompt, n_new, temperature=1.0, generator=gen, decoding=FAST,
                             **kwargs)
         return run
 
-    return {"decoder, greedy": lambda p, n: generate(model, p, n, temperature=0, decode=FAST),
+    return {"decoder, greedy": lambda p, n: generate(model, p, n, temperature=0, decoding=FAST),
             "decoder, top-k 40": sampled(top_k=40), "decoder, top-p 0.9": sampled(top_p=0.9)}
 
 

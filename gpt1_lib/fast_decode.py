@@ -4,8 +4,8 @@
 
 """Decoding fast on a CPU (chapter 07, section 9). `Decoder` runs the prompt through the
 model's forward, then one token at a time straight through the blocks' weights over the cache,
-with `DecodeLinear` weights laid out for matrix-vector products; `decode_steps` is the decoding
-loop, with the cache or without it."""
+with `DecodeLinear` weights laid out for matrix-vector products; `fast_decode_steps` is the
+decoding loop, with the cache or without it, token for token `generate.decode_steps`'s."""
 
 from __future__ import annotations
 
@@ -169,7 +169,7 @@ def fast_decode_steps(
     use_cache: bool = True,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """`generate.decode_steps`, token for token, faster on a CPU: yield (last-position logits
-    (B, V), picked token (B, 1)) per step; `generate(..., decode=fast_decode_steps)` uses it.
+    (B, V), picked token (B, 1)) per step; `generate(..., decoding=fast_decode_steps)` uses it.
 
     Without the cache each step runs the model on the whole sequence (cropped to n_ctx). With
     it a `Decoder` fills its cache with the prompt once, then steps one token at a time. When

@@ -6,8 +6,8 @@
 `generate_tokens` on top of it, and text as it comes (`stream`).
 
 Chapter 07 of the book. `generate(model, idx, max_new_tokens, temperature, top_k, top_p)` is
-the function to call from code. `decode` swaps the loop for another with the same tokens, such
-as `fast_decode.fast_decode_steps`, the faster one for a CPU.
+the function to call from code. `decoding` swaps the loop for another with the same tokens,
+such as `fast_decode.fast_decode_steps`, the faster one for a CPU.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def generate_tokens(
     generator: torch.Generator | None = None,
     eos_id: int | None = None,
     vocab_size: int | None = None,
-    decode: DecodeSteps = decode_steps,
+    decoding: DecodeSteps = decode_steps,
 ) -> Iterator[torch.Tensor]:
     """Yield the new tokens as they are chosen, (B, 1) per step; `generate` collects them.
 
@@ -104,7 +104,7 @@ def generate_tokens(
     was_training = model.training
     model.eval()
     try:
-        for _, token in decode(model, idx, max_new_tokens, pick, use_cache):
+        for _, token in decoding(model, idx, max_new_tokens, pick, use_cache):
             yield token
             if eos_id is not None and bool(finished.all()):
                 return
@@ -123,7 +123,7 @@ def generate(
     generator: torch.Generator | None = None,
     eos_id: int | None = None,
     vocab_size: int | None = None,
-    decode: DecodeSteps = decode_steps,
+    decoding: DecodeSteps = decode_steps,
 ) -> torch.Tensor:
     """Continue each row of idx (B, T) by max_new_tokens tokens; returns (B, T + new).
 
@@ -144,7 +144,7 @@ def generate(
         generator,
         eos_id,
         vocab_size,
-        decode,
+        decoding,
     )
     new = list(steps)
     return torch.cat([idx, *new], dim=1)
@@ -206,7 +206,7 @@ def stream(
     use_cache: bool = True,
     generator: torch.Generator | None = None,
     stop_at_eos: bool = True,
-    decode: DecodeSteps = decode_steps,
+    decoding: DecodeSteps = decode_steps,
 ) -> Iterator[str]:
     """Yield the continuation of one prompt (text or token ids) as text, while it is made.
 
@@ -237,7 +237,7 @@ def stream(
         generator,
         eos_id,
         vocab_size=tokenizer.get_vocab_size(),
-        decode=decode,
+        decoding=decoding,
     )
     tokens = (int(token.item()) for token in steps)
     yield from stream_text(tokenizer, itertools.takewhile(lambda t: t != eos_id, tokens), ids[-8:])

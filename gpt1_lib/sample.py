@@ -113,7 +113,7 @@ def _sample(args: argparse.Namespace) -> None:
                 args.top_k,
                 args.top_p,
                 generator=generator,
-                decode=fast_decode_steps,
+                decoding=fast_decode_steps,
             ):
                 print(piece, end="", flush=True)
         except ValueError as err:  # non-finite logits: broken weights

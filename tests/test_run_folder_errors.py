@@ -357,7 +357,7 @@ def test_the_decoding_buffer_grows_past_its_first_block(pretrained, monkeypatch)
     monkeypatch.setattr(fast_decode, "SEQ_BLOCK", 40)  # a block shorter than the run: it must grow
     model = load_model(pretrained)
     prompt = torch.tensor([[5, 6, 7]])
-    grown = generate(model, prompt, 100, temperature=0, decode=fast_decode.fast_decode_steps)
+    grown = generate(model, prompt, 100, temperature=0, decoding=fast_decode.fast_decode_steps)
     monkeypatch.undo()
     assert torch.equal(grown, generate(model, prompt, 100, temperature=0))
 
