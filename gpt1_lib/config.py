@@ -105,7 +105,9 @@ _POSITIVE_INTS = (
 )  # fmt: skip
 
 
-def _int(key: str, value: Any, minimum: int) -> int:
+def checked_int(key: str, value: Any, minimum: int) -> int:
+    """`value` as an int >= minimum ("8", 8.0 and 8 all are), else a ConfigError naming `key`:
+    training's and fine-tuning's settings are checked by these three, one line per mistake."""
     number = value
     if isinstance(value, str):
         try:
@@ -120,7 +122,8 @@ def _int(key: str, value: Any, minimum: int) -> int:
     return number
 
 
-def _float(key: str, value: Any, low: float, high: float, low_open: bool = False) -> float:
+def checked_float(key: str, value: Any, low: float, high: float, low_open: bool = False) -> float:
+    """`value` as a float in [low, high] (in (low, high] with low_open), else a ConfigError."""
     try:
         number = float(value) if not isinstance(value, bool) else math.nan
     except (TypeError, ValueError):
@@ -132,7 +135,8 @@ def _float(key: str, value: Any, low: float, high: float, low_open: bool = False
     return number
 
 
-def _bool(key: str, value: Any) -> bool:
+def checked_bool(key: str, value: Any) -> bool:
+    """`value` as a bool (true or false, in any case), else a ConfigError."""
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.lower() in ("true", "false"):
@@ -168,24 +172,30 @@ def validate(config: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"unknown config key {key!r}{hint}; the keys are: {', '.join(DEFAULTS)}")
     cfg = {**DEFAULTS, **config}
     for key in _POSITIVE_INTS:
-        cfg[key] = _int(key, cfg[key], 1)
-    cfg["warmup_steps"] = _int("warmup_steps", cfg["warmup_steps"], 0)
-    cfg["seed"] = _int("seed", cfg["seed"], 0)
-    cfg["keep_every"] = _int("keep_every", cfg["keep_every"], 0)
+        cfg[key] = checked_int(key, cfg[key], 1)
+    cfg["warmup_steps"] = checked_int("warmup_steps", cfg["warmup_steps"], 0)
+    cfg["seed"] = checked_int("seed", cfg["seed"], 0)
+    cfg["keep_every"] = checked_int("keep_every", cfg["keep_every"], 0)
     if cfg["tokenizer_sample_bytes"] is not None:
-        cfg["tokenizer_sample_bytes"] = _int(
+        cfg["tokenizer_sample_bytes"] = checked_int(
             "tokenizer_sample_bytes", cfg["tokenizer_sample_bytes"], 1
         )
-    cfg["lr"] = _float("lr", cfg["lr"], 0.0, 1.0, low_open=True)
-    cfg["weight_decay"] = _float("weight_decay", cfg["weight_decay"], 0.0, 1.0)
-    cfg["dropout"] = _float("dropout", cfg["dropout"], 0.0, 0.99)
-    cfg["val_fraction"] = _float("val_fraction", cfg["val_fraction"], 0.0, 0.5, low_open=True)
-    cfg["layer_norm_eps"] = _float("layer_norm_eps", cfg["layer_norm_eps"], 0.0, 1.0, low_open=True)
+    cfg["lr"] = checked_float("lr", cfg["lr"], 0.0, 1.0, low_open=True)
+    cfg["weight_decay"] = checked_float("weight_decay", cfg["weight_decay"], 0.0, 1.0)
+    cfg["dropout"] = checked_float("dropout", cfg["dropout"], 0.0, 0.99)
+    cfg["val_fraction"] = checked_float(
+        "val_fraction", cfg["val_fraction"], 0.0, 0.5, low_open=True
+    )
+    cfg["layer_norm_eps"] = checked_float(
+        "layer_norm_eps", cfg["layer_norm_eps"], 0.0, 1.0, low_open=True
+    )
     if cfg["grad_clip"] is not None:
-        cfg["grad_clip"] = _float("grad_clip", cfg["grad_clip"], 0.0, math.inf, low_open=True)
-    cfg["compile"] = _bool("compile", cfg["compile"])
-    cfg["tensorboard"] = _bool("tensorboard", cfg["tensorboard"])
-    cfg["pre_ln"] = _bool("pre_ln", cfg["pre_ln"])
+        cfg["grad_clip"] = checked_float(
+            "grad_clip", cfg["grad_clip"], 0.0, math.inf, low_open=True
+        )
+    cfg["compile"] = checked_bool("compile", cfg["compile"])
+    cfg["tensorboard"] = checked_bool("tensorboard", cfg["tensorboard"])
+    cfg["pre_ln"] = checked_bool("pre_ln", cfg["pre_ln"])
     if cfg["warmup_steps"] > cfg["max_steps"]:
         raise ConfigError(
             f"warmup_steps={cfg['warmup_steps']} is more than max_steps={cfg['max_steps']}: "

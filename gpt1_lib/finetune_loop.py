@@ -19,7 +19,7 @@ from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 
 from gpt1_lib.checkpoint import atomic_save
-from gpt1_lib.config import ConfigError, _bool, _float, _int, parse_overrides
+from gpt1_lib.config import ConfigError, checked_bool, checked_float, checked_int, parse_overrides
 from gpt1_lib.distributed import Processes
 from gpt1_lib.finetune_checkpoint import BEST, FORMAT, save_checkpoint, start_or_resume
 from gpt1_lib.finetune_model import (
@@ -70,23 +70,25 @@ def finetune_config(overrides: dict[str, Any] | Sequence[str] | None = None) -> 
         raise ConfigError(f"unknown fine-tuning key {unknown[0]!r}; the keys are: "
                           f"{', '.join(FINETUNE_DEFAULTS)}")  # fmt: skip
     for key in ("batch_size", "epochs", "ckpt_interval"):
-        cfg[key] = _int(key, cfg[key], 1)
+        cfg[key] = checked_int(key, cfg[key], 1)
     cfg["eval_interval"], cfg["seed"] = (
-        _int("eval_interval", cfg["eval_interval"], 0),
-        _int("seed", cfg["seed"], 0),
+        checked_int("eval_interval", cfg["eval_interval"], 0),
+        checked_int("seed", cfg["seed"], 0),
     )
-    cfg["lr"] = _float("lr", cfg["lr"], 0.0, 1.0, low_open=True)
-    cfg["warmup"] = _float("warmup", cfg["warmup"], 0.0, 1.0)
-    cfg["weight_decay"] = _float("weight_decay", cfg["weight_decay"], 0.0, 1.0)
-    cfg["dropout"] = _float("dropout", cfg["dropout"], 0.0, 0.99)
-    cfg["clf_dropout"] = _float("clf_dropout", cfg["clf_dropout"], 0.0, 0.99)
+    cfg["lr"] = checked_float("lr", cfg["lr"], 0.0, 1.0, low_open=True)
+    cfg["warmup"] = checked_float("warmup", cfg["warmup"], 0.0, 1.0)
+    cfg["weight_decay"] = checked_float("weight_decay", cfg["weight_decay"], 0.0, 1.0)
+    cfg["dropout"] = checked_float("dropout", cfg["dropout"], 0.0, 0.99)
+    cfg["clf_dropout"] = checked_float("clf_dropout", cfg["clf_dropout"], 0.0, 0.99)
     if cfg["grad_clip"] is not None:
-        cfg["grad_clip"] = _float("grad_clip", cfg["grad_clip"], 0.0, math.inf, low_open=True)
-    cfg["truncate"] = _bool("truncate", cfg["truncate"])
+        cfg["grad_clip"] = checked_float(
+            "grad_clip", cfg["grad_clip"], 0.0, math.inf, low_open=True
+        )
+    cfg["truncate"] = checked_bool("truncate", cfg["truncate"])
     if cfg["transfer_layers"] is not None:
-        cfg["transfer_layers"] = _int("transfer_layers", cfg["transfer_layers"], -1)
+        cfg["transfer_layers"] = checked_int("transfer_layers", cfg["transfer_layers"], -1)
     try:
-        cfg["lm_coef"] = _float("lm_coef", cfg["lm_coef"], 0.0, math.inf)
+        cfg["lm_coef"] = checked_float("lm_coef", cfg["lm_coef"], 0.0, math.inf)
     except ConfigError:
         raise ConfigError(f"lm_coef (λ) must be 0 or more, got {cfg['lm_coef']!r}: 0 turns the "
                           "auxiliary LM loss off, GPT-1 used 0.5") from None  # fmt: skip
