@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gpt1_lib.block import Block
+from gpt1_lib.generate import check_prompt
 from gpt1_lib.kv_cache import KVCache
 from gpt1_lib.model import GPT
 
@@ -176,11 +177,7 @@ def fast_decode_steps(
     the sequence outgrows n_ctx the window slides: the learned positions shift with it, so
     the cache is refilled from the last n_ctx tokens, which is what the uncached model sees.
     """
-    if idx.dim() != 2 or idx.size(1) == 0:
-        raise ValueError(
-            f"idx must be (batch, time) token ids with at least one token, got shape "
-            f"{tuple(idx.shape)}: start an empty prompt from <eos>"
-        )
+    check_prompt(idx)  # the simple loop's check: the same error for the same input
     n_ctx = model.config.n_ctx
     decoder = Decoder(model, idx.size(0)) if use_cache else None
     # allocated once for a usual length; a huge max_new_tokens grows it as the tokens come

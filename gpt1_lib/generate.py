@@ -30,6 +30,15 @@ DecodeSteps = Callable[
 ]
 
 
+def check_prompt(idx: torch.Tensor) -> None:
+    """ValueError unless idx is (batch, time) token ids with at least one token."""
+    if idx.dim() != 2 or idx.size(1) == 0:
+        raise ValueError(
+            f"idx must be (batch, time) token ids with at least one token, got shape "
+            f"{tuple(idx.shape)}: start an empty prompt from <eos>"
+        )
+
+
 def decode_steps(
     model: GPT,
     idx: torch.Tensor,
@@ -44,11 +53,7 @@ def decode_steps(
     sequence outgrows n_ctx the window slides: the learned positions shift with it, so the
     cache is rebuilt from the last n_ctx tokens, which is what the uncached model sees.
     """
-    if idx.dim() != 2 or idx.size(1) == 0:
-        raise ValueError(
-            f"idx must be (batch, time) token ids with at least one token, got shape "
-            f"{tuple(idx.shape)}: start an empty prompt from <eos>"
-        )
+    check_prompt(idx)
     n_ctx = model.config.n_ctx
     cache = KVCache.for_model(model, idx.size(0)) if use_cache else None
     seq = idx

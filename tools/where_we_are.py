@@ -30,15 +30,10 @@ STAGES = (
 )
 BOX_W, BOX_H, GAP = 174, 58, 18
 ROW_Y = (40, 142)
-DONE, HERE, TO_COME = (
-    ("#d9efe6", "#1b7a5a", "#10372a"),
-    ("#d95f02", "#a34600", "#ffffff"),
-    (
-        "#ffffff",
-        "#9e9e9e",
-        "#8a8a8a",
-    ),
-)
+# (fill, stroke, ink) of a stage built before, of the chapter's own, and of one to come
+DONE = ("#d9efe6", "#1b7a5a", "#10372a")
+HERE = ("#d95f02", "#a34600", "#ffffff")
+TO_COME = ("#ffffff", "#9e9e9e", "#8a8a8a")
 
 
 def _box(
