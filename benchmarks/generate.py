@@ -1,6 +1,6 @@
 """Greedy generation near the memory-bandwidth limit: gpt1_lib's decoder vs transformers.
 
-Hand-written benchmark (chapter 07, section 9). Course shape (vocab 8192, context 256, 4 layers
+Hand-written benchmark (appendix A3, section 2). Course shape (vocab 8192, context 256, 4 layers
 x 256, 8 heads), random weights, fp32, 2 CPU threads, denormals flushed for every model. Two
 pairs of models hold identical weights:
 

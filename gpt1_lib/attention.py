@@ -112,10 +112,12 @@ def fast_causal_attention(
     """Causal attention of T queries (the newest positions) over S >= T keys, weights unstored.
 
     q: (B, n_head, T, d_head); k, v: (B, n_head, S, d_head). Picks PyTorch's fused kernel with
-    the mask the shapes need; training with dropout on a CPU takes the blocked path (section 11).
+    the mask the shapes need; training with dropout on a CPU takes the blocked path of appendix A3.
     """
     T, S = q.size(2), k.size(2)
-    if T == S and dropout_p > 0 and q.device.type == "cpu":  # training on a CPU
+    if T == S and dropout_p > 0 and q.device.type == "cpu":  # training on a CPU: appendix A3
+        from gpt1_lib.cpu_attention import blocked_causal_attention
+
         return blocked_causal_attention(q, k, v, dropout_p)
     if T == S:  # the usual case: the whole sequence at once
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
@@ -181,44 +183,3 @@ class CausalSelfAttention(nn.Module):
             self.attn_weights = weights.detach()
             return y
         return fast_causal_attention(q, k, v, p)
-
-
-class KeepMaskDropout(torch.autograd.Function):
-    """Inverted dropout with a boolean keep-mask from uniform noise: x * keep / (1 - p)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, p: float) -> torch.Tensor:
-        keep = torch.rand_like(x) >= p  # True with probability 1 - p
-        ctx.save_for_backward(keep)
-        ctx.scale = 1.0 / (1.0 - p)
-        return x * keep * ctx.scale
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (keep,) = ctx.saved_tensors
-        return grad * keep * ctx.scale, None
-
-
-def blocked_causal_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float, blocks: int = 2
-) -> torch.Tensor:
-    """Causal attention with dropout on the weights, computing only the blocks the mask keeps.
-
-    The T queries are cut into `blocks` slices; slice i attends to the keys up to its own end,
-    so the scores above the diagonal blocks are never computed (3/4 of T x T for 2 blocks).
-    q, k, v: (B, n_head, T, d_head) with T divisible by `blocks` (else one block).
-    """
-    B, H, T, D = q.shape
-    q3, k3, v3 = (t.reshape(B * H, T, D) for t in (q, k, v))
-    blocks = blocks if T % blocks == 0 else 1
-    size = T // blocks
-    upper = torch.full((size, size), float("-inf"), device=q.device, dtype=q.dtype).triu_(1)
-    outputs = []
-    for i in range(blocks):
-        start, end = i * size, (i + 1) * size
-        bias = F.pad(upper, (start, 0))  # keys before the slice are all visible
-        scores = torch.baddbmm(bias, q3[:, start:end], k3[:, :end].transpose(1, 2),
-                               alpha=1.0 / math.sqrt(D))  # fmt: skip
-        weights = KeepMaskDropout.apply(scores.softmax(dim=-1), dropout_p)
-        outputs.append(torch.bmm(weights, v3[:, :end]))
-    return torch.cat(outputs, dim=1).view(B, H, T, D)

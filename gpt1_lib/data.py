@@ -15,14 +15,12 @@ one integer and a resumed run draws the very same batches. `prepare_tokens` (in
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from gpt1_lib.corpus import VALIDATION_SPLITS, fetch, splits
 from gpt1_lib.errors import GPT1Error
 
 
@@ -82,30 +80,3 @@ class Windows:
             np.stack([self.tokens[s : s + self.n_ctx + 1] for s in starts]).astype(np.int64)
         )
         return rows[:, :-1].contiguous(), rows[:, 1:].contiguous()
-
-
-def corpus_files(dataset: str) -> tuple[Path, Path | None]:
-    """(training text, validation text or None) of a corpus name or of a UTF-8 text file."""
-    path = Path(dataset).expanduser()
-    if path.is_file():
-        return _non_empty(path), None
-    if path.suffix or "/" in dataset or os.sep in dataset:
-        raise DataError(
-            f"corpus file {dataset} does not exist: give the path of a UTF-8 text file "
-            "or a corpus name such as 'tinyshakespeare'"
-        )
-    try:
-        available = splits(dataset)
-        train = Path(fetch(dataset, "train"))
-        val = next((Path(fetch(dataset, s)) for s in VALIDATION_SPLITS if s in available), None)
-    except ValueError as err:  # an unknown corpus, or a bad checksum
-        raise DataError(str(err)) from err
-    except (OSError, RuntimeError) as err:  # no network, a failed download
-        raise DataError(f"could not get corpus {dataset!r}: {err}") from err
-    return _non_empty(train), val and _non_empty(val)  # val None: hold out the end of train
-
-
-def _non_empty(path: Path) -> Path:
-    if path.stat().st_size == 0:
-        raise DataError(f"corpus file {path} is empty: give a text with some content")
-    return path

@@ -88,7 +88,7 @@ def sample_next(
     draws from the whole distribution until the token lies in the nucleus (`draw_in_nucleus`).
     One uniform number per row picks a token through the cumulative probabilities: far
     cheaper than sorting the vocabulary with torch or `torch.multinomial` over it. Each
-    operation counts: in a decoding loop a small one costs several microseconds (section 9).
+    operation counts: in a decoding loop a small one costs several microseconds (appendix A3 §2).
     """
     check_finite(logits)
     if temperature == 0:

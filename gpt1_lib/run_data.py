@@ -13,16 +13,18 @@ from typing import Any
 
 from gpt1_lib.checkpoint import file_digest
 from gpt1_lib.config import ConfigError
-from gpt1_lib.data import DataError, TokenFiles, corpus_files
+from gpt1_lib.data import DataError, TokenFiles
 from gpt1_lib.distributed import Processes
-from gpt1_lib.token_cache import corpus_content, prepare_tokens
 from gpt1_lib.tokenizer import load_tokenizer, prepare_tokenizer, save_tokenizer
 
 
 def prepare_run_data(cfg: dict[str, Any], out_dir: Path, work_dir: Path, procs: Processes,
                      resuming: bool, progress: bool) -> tuple[TokenFiles, dict[str, Any]]:  # fmt: skip
     """(token files, inputs) of the run in `out_dir`: a resumed run keeps the tokenizer it
-    started with; `inputs` holds the digests of its corpus and its tokenizer."""
+    started with; `inputs` holds the digests of its corpus and its tokenizer. The token cache
+    itself is appendix A1's."""
+    from gpt1_lib.token_cache import corpus_content, corpus_files, prepare_tokens
+
     tok_file = out_dir / "tokenizer.json"
     if procs.main:
         try:

@@ -31,7 +31,6 @@ from tokenizers import (
 )
 
 from gpt1_lib.atomic import write_atomically
-from gpt1_lib.corpus import CORPORA, check_text_file, fetch, has_validation_split, holdout_start
 
 PAD, EOS = "<pad>", "<eos>"
 PAD_ID, EOS_ID = 0, 1
@@ -74,6 +73,8 @@ def train_tokenizer(
     Every byte is in the vocabulary whether or not the files contain it, so any text encodes.
     Training is deterministic: the same files and size give the same tokenizer.
     """
+    from gpt1_lib.corpus import check_text_file  # the corpora's code: appendix A1
+
     _check_vocab_size(vocab_size)
     paths = _as_paths(files)
     for path in paths:
@@ -159,6 +160,8 @@ def tokenizer_path(
     val_fraction: float = 0.1,
 ) -> Path:
     """Where `prepare_tokenizer` caches the tokenizer for this corpus, size, sample and split."""
+    from gpt1_lib.corpus import CORPORA, has_validation_split
+
     if dataset in CORPORA:
         name = dataset
     else:  # a file path: its stem, plus a hash so two `input.txt` files never collide
@@ -200,6 +203,8 @@ def prepare_tokenizer(
     validation text is as new to the tokenizer as to the model. For corpora of gigabytes,
     `sample_bytes` trains on the first bytes only: merges settle long before that.
     """
+    from gpt1_lib.corpus import fetch, has_validation_split, holdout_start
+
     _check_vocab_size(vocab_size)
     if sample_bytes is not None and sample_bytes <= 0:
         raise ValueError(f"sample_bytes must be positive or None, got {sample_bytes}")

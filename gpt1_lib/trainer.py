@@ -64,7 +64,6 @@ from gpt1_lib.run_dir import (
     read_metrics,
     resume_point,
 )
-from gpt1_lib.tensorboard_log import TensorBoardLog, tensorboard_writer
 
 
 class TrainingError(GPT1Error, RuntimeError):
@@ -82,9 +81,11 @@ class Trainer:
                  on_checkpoint: Callable[[list[Path]], None] | None = None) -> None:  # fmt: skip
         self.cfg, self.out_dir, self.work_dir = cfg, Path(out_dir), Path(work_dir)
         self.on_checkpoint = on_checkpoint
-        self.tb: TensorBoardLog | None = None  # open while fit() runs
+        self.tb: Any = None  # a TensorBoardLog while fit() runs (appendix A4)
         self.inputs: dict[str, Any] = {}  # what the run trains on, by content (prepare_data)
-        if cfg["tensorboard"]:
+        if cfg["tensorboard"]:  # live curves: appendix A4's code, imported only when asked for
+            from gpt1_lib.tensorboard_log import tensorboard_writer
+
             tensorboard_writer()  # a missing package stops the run before anything is done
         device = resolve_device(cfg["device"])
         self.procs = start_processes(device.split(":")[0])
@@ -274,6 +275,8 @@ class Trainer:
                 out / CONFIG, CONFIG_HEADER + yaml.safe_dump(dict(cfg), sort_keys=False)
             )
             if cfg["tensorboard"]:
+                from gpt1_lib.tensorboard_log import TensorBoardLog
+
                 self.tb = TensorBoardLog(out, self.step, self.tokens_seen)
         end = cfg["max_steps"] if until is None else min(until, cfg["max_steps"])
         self.seconds, self.tokens_this_session, window = 0.0, 0, [0.0, 0]  # time, tokens

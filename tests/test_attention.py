@@ -1,4 +1,5 @@
-"""Tests of gpt1_lib.attention (chapter 02): both paths agree, causality, dropout, KV cache."""
+"""Tests of gpt1_lib.attention (chapter 02) and its CPU training path, gpt1_lib.cpu_attention
+(appendix A3): the paths agree, causality, dropout, KV cache."""
 
 from __future__ import annotations
 
@@ -6,14 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gpt1_lib.attention import (
-    CausalSelfAttention,
-    GPTConfig,
-    KeepMaskDropout,
-    blocked_causal_attention,
-    causal_mask,
-    manual_attention,
-)
+from gpt1_lib.attention import CausalSelfAttention, GPTConfig, causal_mask, manual_attention
+from gpt1_lib.cpu_attention import KeepMaskDropout, blocked_causal_attention
 
 
 class ConcatCache:

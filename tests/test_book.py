@@ -48,7 +48,7 @@ PAGES = [  # as the site names them: without a suffix
 ]
 CHAPTERS = sorted(
     p.relative_to(ROOT).with_suffix("").as_posix()
-    for p in ROOT.glob("notebooks/[0-9][0-9]_*.ipynb")
+    for p in ROOT.glob("notebooks/[0-9A][0-9]_*.ipynb")
 )
 # Images from the web: the Colab badge of the README and of chapter 08. Nothing else may be.
 WEB_IMAGES = {"https://colab.research.google.com/assets/colab-badge.svg"}

@@ -37,7 +37,7 @@ def noise(notebook: dict, name: str) -> list[str]:
 
 
 def test_no_committed_output_holds_a_progress_bar_or_noise_on_stderr():
-    notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    notebooks = sorted((ROOT / "notebooks").glob("[0-9A][0-9]_*.ipynb"))
     assert notebooks
     found = [line for nb in notebooks for line in noise(json.loads(nb.read_text()), nb.name)]
     assert not found, "noise in committed outputs (re-run with tools/run_notebooks.py):\n" + (
@@ -60,3 +60,42 @@ def test_the_check_finds_a_frozen_bar_and_profiler_lines_but_not_a_deliberate_wa
     assert [line.split(":")[0] for line in noise(notebook, "nb")] == ["nb cell 0", "nb cell 1"]
     notebook["metadata"]["widgets"] = {}
     assert noise(notebook, "nb")[0] == "nb: widget state in the notebook's metadata"
+
+
+def checked_shares(notebook: dict) -> tuple[float, float]:
+    """(compared, compared or asserting) as shares of a notebook's cells with outputs.
+
+    nbval compares a cell's output unless it is tagged `nbval-ignore-output` (or skipped); an
+    ignored cell still checks its claim when its code asserts it.
+    """
+    cells = [c for c in notebook["cells"] if c["cell_type"] == "code" and c.get("outputs")]
+    ignored = [
+        c
+        for c in cells
+        if {"nbval-ignore-output", "nbval-skip"} & set(c["metadata"].get("tags", []))
+    ]
+    asserting = [c for c in ignored if re.search(r"^\s*assert\b", "".join(c["source"]), re.M)]
+    n = max(len(cells), 1)
+    compared = len(cells) - len(ignored)
+    return compared / n, (compared + len(asserting)) / n
+
+
+def test_every_notebook_compares_or_asserts_most_of_its_outputs():
+    """CONTRIBUTING's rule: at least 60 % of a notebook's output cells compared or asserting,
+    and 25 % compared, so that `pytest --nbval` tests what the reader reads."""
+    weak = {}
+    for path in sorted((ROOT / "notebooks").glob("[0-9A][0-9]_*.ipynb")):
+        compared, checked = checked_shares(json.loads(path.read_text()))
+        if compared < 0.25 or checked < 0.6:
+            weak[path.name] = f"{compared:.0%} compared, {checked:.0%} compared or asserting"
+    assert not weak, weak
+
+
+def test_the_shares_count_compared_ignored_and_asserting_cells():
+    def cell(tags, source="x = 1"):
+        return {"cell_type": "code", "source": source, "metadata": {"tags": tags},
+                "outputs": [{"output_type": "stream", "name": "stdout", "text": "1"}]}  # fmt: skip
+
+    notebook = {"cells": [cell([]), cell(["nbval-ignore-output"], "y = 2\nassert y"),
+                          cell(["nbval-ignore-output"]), cell(["nbval-skip"])]}  # fmt: skip
+    assert checked_shares(notebook) == (0.25, 0.5)

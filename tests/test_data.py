@@ -14,8 +14,8 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from training_helpers import make_corpus
 
 import gpt1_lib.token_cache as token_cache
-from gpt1_lib.data import DataError, Windows, corpus_files, token_dtype
-from gpt1_lib.token_cache import CONTENT_IDS, content_id, prepare_tokens
+from gpt1_lib.data import DataError, Windows, token_dtype
+from gpt1_lib.token_cache import CONTENT_IDS, content_id, corpus_files, prepare_tokens
 
 
 def byte_tokenizer() -> Tokenizer:

@@ -1,4 +1,4 @@
-"""Chapter 07, section 9: the fast decoding path (`Decoder`, `DecodeLinear`, `PackedLinear`)
+"""Appendix A3, section 2: the fast decoding path (`Decoder`, `DecodeLinear`, `PackedLinear`)
 gives the logits of the full forward pass and the same greedy tokens as no cache and as
 `transformers`."""
 

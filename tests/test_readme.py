@@ -21,7 +21,7 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 REPO_URL = PYPROJECT["project"]["urls"]["Repository"]
 REF = PYPROJECT["tool"]["gpt1_book"]["ref"]
 README = (ROOT / "README.md").read_text()
-NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9A][0-9]_*.ipynb"))
 
 
 def test_every_notebook_has_an_open_in_colab_badge_for_this_repository():

@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 HEADING = re.compile(r"^#{2,4}\s+(\d+(?:\.\d+)*)\.?\s", re.M)
 SECTION = r"(\d+(?:\.\d+)?)"
 CHAPTER_REFERENCE = re.compile(
-    rf"\b[Cc]hapters? (\d\d)(?:'s)?,? (?:§ ?|sections? ){SECTION}"
-    rf"|(?:§ ?|\b[Ss]ections? ){SECTION} of chapter (\d\d)"
+    rf"\b(?:[Cc]hapters?|[Aa]ppendix) (\d\d|A\d)(?:'s)?,? (?:§ ?|sections? ){SECTION}"
+    rf"|(?:§ ?|\b[Ss]ections? ){SECTION} of (?:chapter|appendix) (\d\d|A\d)"
 )
 OWN_SECTION = re.compile(rf"\b[Ss]ections? {SECTION}(?:(?:,| and| to| or|–|-) ?{SECTION})?")
 PAPER = re.compile(r"paper|Radford|GPT-1 \(|GPT-2 \(|\bTable\b", re.I)
@@ -40,10 +40,10 @@ def sections(notebook_cells: list[dict]) -> set[str]:
 
 
 def book_sections(root: Path = ROOT) -> dict[str, set[str]]:
-    """Chapter number ("01") -> the section numbers it has."""
+    """Chapter number ("01", or an appendix's "A1") -> the section numbers it has."""
     return {
         path.name[:2]: sections(json.loads(path.read_text())["cells"])
-        for path in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+        for path in sorted((root / "notebooks").glob("[0-9A][0-9]_*.ipynb"))
     }
 
 
@@ -69,9 +69,14 @@ def broken_references(text: str, where: str, book: dict[str, set[str]], chapter:
         return found
     for m in OWN_SECTION.finditer(text):
         around = text[max(0, m.start() - 60) : m.end() + 25]
-        if PAPER.search(around) or re.match(r" of chapter", text[m.end() : m.end() + 11]):
+        if PAPER.search(around) or re.match(
+            r" of (?:chapter|appendix)", text[m.end() : m.end() + 12]
+        ):
             continue  # the paper's section, or a chapter reference (checked above)
-        if re.search(r"[Cc]hapters? \d\d(?:'s)?,? $", text[max(0, m.start() - 14) : m.start()]):
+        if re.search(
+            r"(?:[Cc]hapters?|[Aa]ppendix) (?:\d\d|A\d)(?:'s)?,? $",
+            text[max(0, m.start() - 14) : m.start()],
+        ):
             continue
         for number in filter(None, m.groups()):
             if number not in book[chapter]:
@@ -82,7 +87,7 @@ def broken_references(text: str, where: str, book: dict[str, set[str]], chapter:
 
 def test_every_section_reference_names_a_section_that_exists():
     book = book_sections()
-    assert len(book) == 9 and all(book.values())
+    assert len([c for c in book if c.isdigit()]) == 9 and all(book.values())
     found = []
     for pattern in SCANNED:
         for path in sorted(ROOT.glob(pattern)):
@@ -109,3 +114,13 @@ def test_the_check_catches_a_reference_to_a_missing_section():
         "x: section 7 of chapter 01 does not exist",
     ]
     assert broken_references(text, "x", book, chapter=None)[-1].startswith("x: chapter 02 §5")
+
+
+def test_the_check_reads_references_to_the_appendices_too():
+    book = {"01": {"1"}, "A1": {"1", "2"}}
+    text = "Appendix A1 §2 builds it; §3 of appendix A1 and appendix A2, section 1 do not exist."
+    found = broken_references(text, "x", book, chapter=None)
+    assert [f.split(" (")[0] for f in found] == [
+        "x: chapter A1 §3 does not exist",
+        "x: chapter A2 §1 does not exist",
+    ]

@@ -75,7 +75,7 @@ def _sync(nb) -> bool:
 
 
 def notebooks() -> list[Path]:
-    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    return sorted(NOTEBOOKS.glob("[0-9A][0-9]_*.ipynb"))
 
 
 def out_of_sync() -> list[str]:

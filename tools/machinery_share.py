@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # The modules of the machinery layer (CONTRIBUTING.md's picture, right-hand column).
 MACHINERY = frozenset({
     "atomic", "corpus", "download", "releases", "token_cache", "task_files", "shakespeare_tasks",
-    "pretrained", "hub", "hf_export", "load", "fast_decode", "run_dir", "run_data",
+    "pretrained", "hub", "hf_export", "finetune_hf", "load", "fast_decode", "cpu_attention", "run_data",
     "tensorboard_log", "sample", "finetune", "finetune_checkpoint", "doctor", "hardware",
 })  # fmt: skip
 DIRECTIVE = re.compile(r"^#\|\s*(default_exp|export)\b\s*(\S+)?\s*$")

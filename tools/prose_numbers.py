@@ -233,7 +233,7 @@ def check_readme(readme: Path, results: Iterable[Path], notebooks: Iterable[Path
 
 
 def check_book(root: Path = ROOT) -> list[Problem]:
-    notebooks = sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    notebooks = sorted((root / "notebooks").glob("[0-9A][0-9]_*.ipynb"))
     problems = [p for nb in notebooks for p in check_notebook(nb)]
     results = sorted((root / "benchmarks" / "results").glob("*.md"))
     return problems + check_readme(root / "README.md", results, notebooks)

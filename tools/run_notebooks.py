@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
     args = parser.parse_args()
     os.environ.update(QUIET)
-    paths = args.notebooks or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    paths = args.notebooks or sorted((ROOT / "notebooks").glob("[0-9A][0-9]_*.ipynb"))
     total = 0.0
     for path in paths:
         print(f"running {path.name} ...", flush=True)

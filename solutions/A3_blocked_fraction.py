@@ -13,7 +13,7 @@ from fractions import Fraction
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from gpt1_lib.attention import blocked_causal_attention
+from gpt1_lib.cpu_attention import blocked_causal_attention
 
 B, H, T, D = 2, 4, 64, 16
 q, k, v = torch.randn(3, B, H, T, D)

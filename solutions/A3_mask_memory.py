@@ -11,7 +11,7 @@ boolean mask (1 byte) for the 3/4 of the weights it computes, 0.375 MiB: 3/16 as
 import torch
 import torch.nn.functional as F
 
-from gpt1_lib.attention import blocked_causal_attention
+from gpt1_lib.cpu_attention import blocked_causal_attention
 from gpt1_lib.profiles import load_config
 
 cpu = load_config("cpu")
