@@ -17,7 +17,7 @@ import difflib
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import yaml
@@ -99,12 +99,6 @@ def out_of_memory_advice(cfg: dict[str, Any]) -> str:
     )
 
 
-_POSITIVE_INTS = (
-    "vocab_size", "n_ctx", "n_embd", "n_layer", "n_head", "batch_size", "grad_accum",
-    "max_steps", "eval_interval", "eval_iters", "ckpt_interval", "log_interval",
-)  # fmt: skip
-
-
 def checked_int(key: str, value: Any, minimum: int) -> int:
     """`value` as an int >= minimum ("8", 8.0 and 8 all are), else a ConfigError naming `key`:
     training's and fine-tuning's settings are checked by these three, one line per mistake."""
@@ -162,40 +156,54 @@ def parse_overrides(pairs: Iterable[str] | Mapping[str, Any] | None) -> dict[str
     return overrides
 
 
+Check = Callable[[str, Any], Any]  # (key, value) -> the value checked and converted
+
+
+def at_least(minimum: int) -> Check:
+    return lambda key, value: checked_int(key, value, minimum)
+
+
+def between(low: float, high: float, low_open: bool = False) -> Check:
+    return lambda key, value: checked_float(key, value, low, high, low_open)
+
+
+def optional(check: Check) -> Check:
+    """`check`, or None left as None (a setting that may be switched off)."""
+    return lambda key, value: None if value is None else check(key, value)
+
+
+def check_settings(raw: Mapping[str, Any], defaults: Mapping[str, Any],
+                   checks: Mapping[str, Check], what: str) -> dict[str, Any]:  # fmt: skip
+    """The one reader of settings, for training's config and fine-tuning's alike: every key
+    known (a typo gets the nearest key), the defaults filled in, every value checked."""
+    for key in raw:
+        if key not in defaults:
+            near = difflib.get_close_matches(key, defaults, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise ConfigError(
+                f"unknown {what} key {key!r}{hint}; the keys are: {', '.join(defaults)}"
+            )
+    settings = {**defaults, **raw}
+    return settings | {key: check(key, settings[key]) for key, check in checks.items()}
+
+
+TRAIN_CHECKS: dict[str, Check] = {
+    **{key: at_least(1) for key in ("vocab_size", "n_ctx", "n_embd", "n_layer", "n_head",
+       "batch_size", "grad_accum", "max_steps", "eval_interval", "eval_iters", "ckpt_interval",
+       "log_interval")},
+    "warmup_steps": at_least(0), "seed": at_least(0), "keep_every": at_least(0),
+    "tokenizer_sample_bytes": optional(at_least(1)),
+    "lr": between(0.0, 1.0, low_open=True), "weight_decay": between(0.0, 1.0),
+    "dropout": between(0.0, 0.99), "val_fraction": between(0.0, 0.5, low_open=True),
+    "layer_norm_eps": between(0.0, 1.0, low_open=True),
+    "grad_clip": optional(between(0.0, math.inf, low_open=True)),
+    "compile": checked_bool, "tensorboard": checked_bool, "pre_ln": checked_bool,
+}  # fmt: skip
+
+
 def validate(config: Mapping[str, Any]) -> dict[str, Any]:
     """The config with defaults filled in and values normalised; ConfigError if it cannot work."""
-    unknown = [k for k in config if k not in DEFAULTS]
-    if unknown:
-        key = unknown[0]
-        near = difflib.get_close_matches(key, DEFAULTS, n=1)
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
-        raise ConfigError(f"unknown config key {key!r}{hint}; the keys are: {', '.join(DEFAULTS)}")
-    cfg = {**DEFAULTS, **config}
-    for key in _POSITIVE_INTS:
-        cfg[key] = checked_int(key, cfg[key], 1)
-    cfg["warmup_steps"] = checked_int("warmup_steps", cfg["warmup_steps"], 0)
-    cfg["seed"] = checked_int("seed", cfg["seed"], 0)
-    cfg["keep_every"] = checked_int("keep_every", cfg["keep_every"], 0)
-    if cfg["tokenizer_sample_bytes"] is not None:
-        cfg["tokenizer_sample_bytes"] = checked_int(
-            "tokenizer_sample_bytes", cfg["tokenizer_sample_bytes"], 1
-        )
-    cfg["lr"] = checked_float("lr", cfg["lr"], 0.0, 1.0, low_open=True)
-    cfg["weight_decay"] = checked_float("weight_decay", cfg["weight_decay"], 0.0, 1.0)
-    cfg["dropout"] = checked_float("dropout", cfg["dropout"], 0.0, 0.99)
-    cfg["val_fraction"] = checked_float(
-        "val_fraction", cfg["val_fraction"], 0.0, 0.5, low_open=True
-    )
-    cfg["layer_norm_eps"] = checked_float(
-        "layer_norm_eps", cfg["layer_norm_eps"], 0.0, 1.0, low_open=True
-    )
-    if cfg["grad_clip"] is not None:
-        cfg["grad_clip"] = checked_float(
-            "grad_clip", cfg["grad_clip"], 0.0, math.inf, low_open=True
-        )
-    cfg["compile"] = checked_bool("compile", cfg["compile"])
-    cfg["tensorboard"] = checked_bool("tensorboard", cfg["tensorboard"])
-    cfg["pre_ln"] = checked_bool("pre_ln", cfg["pre_ln"])
+    cfg = check_settings(config, DEFAULTS, TRAIN_CHECKS, "config")
     if cfg["warmup_steps"] > cfg["max_steps"]:
         raise ConfigError(
             f"warmup_steps={cfg['warmup_steps']} is more than max_steps={cfg['max_steps']}: "

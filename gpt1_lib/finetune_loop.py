@@ -19,7 +19,17 @@ from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 
 from gpt1_lib.checkpoint import atomic_save
-from gpt1_lib.config import ConfigError, checked_bool, checked_float, checked_int, parse_overrides
+from gpt1_lib.config import (
+    Check,
+    ConfigError,
+    at_least,
+    between,
+    check_settings,
+    checked_bool,
+    checked_float,
+    optional,
+    parse_overrides,
+)
 from gpt1_lib.distributed import Processes
 from gpt1_lib.finetune_checkpoint import BEST, FORMAT, save_checkpoint, start_or_resume
 from gpt1_lib.finetune_model import (
@@ -61,38 +71,31 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
 }
 
 
+def _lm_coef(key: str, value: Any) -> float:
+    try:
+        return checked_float(key, value, 0.0, math.inf)
+    except ConfigError:
+        raise ConfigError(f"lm_coef (λ) must be 0 or more, got {value!r}: 0 turns the auxiliary "
+                          "LM loss off, GPT-1 used 0.5") from None  # fmt: skip
+
+
+FINETUNE_CHECKS: dict[str, Check] = {
+    "batch_size": at_least(1), "epochs": at_least(1), "ckpt_interval": at_least(1),
+    "eval_interval": at_least(0), "seed": at_least(0), "transfer_layers": optional(at_least(-1)),
+    "lr": between(0.0, 1.0, low_open=True), "warmup": between(0.0, 1.0),
+    "weight_decay": between(0.0, 1.0), "dropout": between(0.0, 0.99),
+    "clf_dropout": between(0.0, 0.99), "grad_clip": optional(between(0.0, math.inf, low_open=True)),
+    "truncate": checked_bool, "lm_coef": _lm_coef,
+}  # fmt: skip
+
+
 def finetune_config(overrides: dict[str, Any] | Sequence[str] | None = None) -> dict[str, Any]:
     """GPT-1's recipe with `overrides` (a dict, or `key=value` strings as `--set` gives them),
-    every value checked and converted, so a typo is one line, not a traceback mid-run."""
-    cfg = {**FINETUNE_DEFAULTS, **parse_overrides(overrides)}
-    unknown = sorted(set(cfg) - set(FINETUNE_DEFAULTS))
-    if unknown:
-        raise ConfigError(f"unknown fine-tuning key {unknown[0]!r}; the keys are: "
-                          f"{', '.join(FINETUNE_DEFAULTS)}")  # fmt: skip
-    for key in ("batch_size", "epochs", "ckpt_interval"):
-        cfg[key] = checked_int(key, cfg[key], 1)
-    cfg["eval_interval"], cfg["seed"] = (
-        checked_int("eval_interval", cfg["eval_interval"], 0),
-        checked_int("seed", cfg["seed"], 0),
+    read and checked as training's config is (`check_settings`), so a typo is one line, not a
+    traceback mid-run."""
+    return check_settings(
+        parse_overrides(overrides), FINETUNE_DEFAULTS, FINETUNE_CHECKS, "fine-tuning"
     )
-    cfg["lr"] = checked_float("lr", cfg["lr"], 0.0, 1.0, low_open=True)
-    cfg["warmup"] = checked_float("warmup", cfg["warmup"], 0.0, 1.0)
-    cfg["weight_decay"] = checked_float("weight_decay", cfg["weight_decay"], 0.0, 1.0)
-    cfg["dropout"] = checked_float("dropout", cfg["dropout"], 0.0, 0.99)
-    cfg["clf_dropout"] = checked_float("clf_dropout", cfg["clf_dropout"], 0.0, 0.99)
-    if cfg["grad_clip"] is not None:
-        cfg["grad_clip"] = checked_float(
-            "grad_clip", cfg["grad_clip"], 0.0, math.inf, low_open=True
-        )
-    cfg["truncate"] = checked_bool("truncate", cfg["truncate"])
-    if cfg["transfer_layers"] is not None:
-        cfg["transfer_layers"] = checked_int("transfer_layers", cfg["transfer_layers"], -1)
-    try:
-        cfg["lm_coef"] = checked_float("lm_coef", cfg["lm_coef"], 0.0, math.inf)
-    except ConfigError:
-        raise ConfigError(f"lm_coef (λ) must be 0 or more, got {cfg['lm_coef']!r}: 0 turns the "
-                          "auxiliary LM loss off, GPT-1 used 0.5") from None  # fmt: skip
-    return cfg
 
 
 def warmup_linear(step: int, total: int, warmup: float = 0.002) -> float:
