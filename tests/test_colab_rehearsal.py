@@ -81,7 +81,7 @@ def tiny_stories(seed: int, n: int) -> str:
 
 
 def snapshot_repository(dest: Path) -> Path:
-    """A git repository of this working tree (tracked and untracked, not ignored), tagged REF."""
+    """A git repository of this working tree (tracked and untracked, not ignored) at REF."""
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
         cwd=ROOT, capture_output=True, check=True,
@@ -92,7 +92,14 @@ def snapshot_repository(dest: Path) -> Path:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, dest / name)
     git = ["git", "-c", "user.name=rehearsal", "-c", "user.email=rehearsal@localhost"]
-    for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "snapshot"], ["tag", REF]):
+    # REF is the branch `main` until a release, then the release's tag: the snapshot has it too
+    tag = [] if REF == "main" else [["tag", REF]]
+    for command in (
+        ["init", "-q", "-b", "main"],
+        ["add", "-A"],
+        ["commit", "-qm", "snapshot"],
+        *tag,
+    ):
         subprocess.run([*git, *command], cwd=dest, check=True, capture_output=True)
     return dest
 

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
@@ -29,6 +31,19 @@ def test_every_notebook_has_an_open_in_colab_badge_for_this_repository():
     for name in NOTEBOOKS:
         badge = f"https://colab.research.google.com/github/{repo}/blob/{REF}/notebooks/{name}"
         assert badge in README, f"README lacks the Colab badge for {name}"
+
+
+def test_the_ref_readers_get_exists_main_or_a_tag_of_this_repository():
+    """A badge opens `blob/REF/...` and an install cell installs `@REF`: a ref the repository
+    lacks is a 404 on GitHub and a failed first cell on Colab."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout: its tags cannot be listed")
+    tags = subprocess.run(["git", "tag", "--list"], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout.split()  # fmt: skip
+    assert REF == "main" or REF in tags, (
+        f"[tool.gpt1_book] ref = {REF!r} is neither `main` nor a tag of this repository "
+        f"(tags: {tags or 'none'}): set it to main, or cut the release (CONTRIBUTING.md)"
+    )
 
 
 def test_colab_links_name_only_existing_notebooks_of_this_repository():
@@ -71,7 +86,7 @@ def test_the_links_check_notices_a_stale_badge(tmp_path, monkeypatch):
     finally:
         sys.path.remove(str(ROOT / "tools"))
     readme = tmp_path / "README.md"
-    readme.write_text(README.replace(f"/blob/{REF}/", "/blob/main/", 1))
+    readme.write_text(README.replace(f"/blob/{REF}/", "/blob/v0.0.1-stale/", 1))
     monkeypatch.setattr(links, "README", readme)
     assert "README.md" in links.out_of_sync()
 
@@ -106,7 +121,11 @@ def _blocks(language: str) -> list[tuple[str, str]]:
 def _library_commands() -> list[str]:
     """The `python -m gpt1_lib...` and `torchrun` lines of the README's shell examples."""
     lines = [ln for _, code in _blocks("bash") for ln in code.splitlines()]
-    return [ln.split(" #")[0].strip() for ln in lines if ln.startswith(("python -m gpt1_lib", "torchrun"))]
+    return [
+        ln.split(" #")[0].strip()
+        for ln in lines
+        if ln.startswith(("python -m gpt1_lib", "torchrun"))
+    ]
 
 
 def _run_in(folder: Path, args: list[str]) -> subprocess.CompletedProcess:

@@ -4,7 +4,7 @@ Hand-written (not generated). Run as `make links`, or `python tools/links.py --c
 when a notebook or the README disagrees (tests/test_readme.py runs the check).
 
 pyproject.toml holds the repository URL (`[project.urls] Repository`) and the ref that readers
-get (`[tool.gpt1_book] ref`, a tag or a commit). A Colab badge opens a notebook at that ref,
+get (`[tool.gpt1_book] ref`: `main`, or a release's tag). A Colab badge opens a notebook at that ref,
 and that notebook's first code cell installs `gpt1_lib` from the same ref, so the chapter a
 reader runs and the package it imports are always the same version, whatever `main` is doing.
 """
