@@ -32,6 +32,9 @@ class Corpus:
     homepage: str
     licence: str
     splits: dict[str, RemoteFile]
+    # the text that ends each document, if the corpus marks the ends: its token files hold the
+    # tokenizer's end-of-text token there instead, so a model learns where a document ends
+    separator: str | None = None
 
 
 _TINYSTORIES = "https://huggingface.co/datasets/roneneldan/TinyStories/resolve/main/"
@@ -62,6 +65,7 @@ CORPORA: dict[str, Corpus] = {
                 _TINYSTORIES + "TinyStoriesV2-GPT4-valid.txt", "TinyStoriesV2-GPT4-valid.txt"
             ),
         },
+        separator="<|endoftext|>",  # between stories, on a line of its own
     ),
 }
 

@@ -7,12 +7,17 @@ training loop needs (each a no-op in a single process)."""
 
 from __future__ import annotations
 
+import datetime
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.distributed as dist
+
+# How long the other processes wait for work only the main process does (a first session's
+# download, tokenizer and token ids): NCCL's collectives give up after 10 minutes.
+PATIENCE = datetime.timedelta(hours=6)
 
 
 @dataclass(frozen=True)
@@ -22,6 +27,7 @@ class Processes:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    patient: Any = field(default=None, compare=False, repr=False)  # a gloo group: wait_for_main
 
     @property
     def main(self) -> bool:
@@ -54,6 +60,12 @@ class Processes:
         if self.world > 1:
             dist.barrier()
 
+    def wait_for_main(self) -> None:
+        """A barrier that waits up to PATIENCE, on a gloo group of its own, while the main
+        process does what only it does; the NCCL group would time out after 10 minutes."""
+        if self.world > 1:
+            dist.barrier(group=self.patient)
+
 
 def start_processes(device_type: str) -> Processes:
     """Join the torchrun process group if there is one (NCCL on GPUs, gloo on CPUs)."""
@@ -62,4 +74,6 @@ def start_processes(device_type: str) -> Processes:
         return Processes()
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
-    return Processes(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    patient = dist.new_group(backend="gloo", timeout=PATIENCE)  # every process makes it, in order
+    return Processes(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")),
+                     patient)  # fmt: skip

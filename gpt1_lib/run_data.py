@@ -38,7 +38,7 @@ def prepare_run_data(cfg: dict[str, Any], out_dir: Path, work_dir: Path, procs: 
         except ValueError as err:  # not UTF-8, vocab_size too small, a corrupt tokenizer.json
             raise DataError(str(err)) from err
         files = prepare_tokens(cfg["dataset"], tokenizer, work_dir, cfg["val_fraction"], progress)
-    procs.barrier()  # the others find the files the main process made
+    procs.wait_for_main()  # however long the main process takes, the others find its files
     inputs = {"corpus": corpus_content(cfg["dataset"], work_dir / "tokens"),
               "tokenizer": file_digest(tok_file)}  # fmt: skip
     if not procs.main:

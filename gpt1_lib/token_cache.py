@@ -24,16 +24,25 @@ from gpt1_lib.atomic import write_atomically, write_text_atomically
 from gpt1_lib.corpus import CORPORA, VALIDATION_SPLITS, fetch, holdout_start, splits
 from gpt1_lib.data import DataError, TokenFiles, token_dtype
 from gpt1_lib.download import sha256_of
+from gpt1_lib.tokenizer import EOS_ID
 
 
-def _encode(tokenizer, text: str) -> np.ndarray:
-    """Token ids of `text`, line by line (the tokenizer encodes lines in parallel)."""
+def _encode(tokenizer, text: str, separator: str | None = None) -> np.ndarray:
+    """Token ids of `text`, line by line (the tokenizer encodes lines in parallel). Each
+    `separator`, with the line break after it, becomes the end-of-text token (the line break
+    before it stays: a chunk of the file may end there)."""
+    if separator is not None and separator in text:
+        pieces = re.split(re.escape(separator) + r"\n?", text)
+        eos = np.array([EOS_ID], dtype=np.int64)
+        parts = [_encode(tokenizer, piece) for piece in pieces]
+        return np.concatenate([p for part in parts for p in (part, eos)][:-1])
     lines = text.splitlines(keepends=True)
     ids = [e.ids for e in tokenizer.encode_batch(lines, add_special_tokens=False)]
     return np.fromiter((i for line in ids for i in line), dtype=np.int64)
 
 
-def _encode_range(path, start, end, tokenizer, dtype, dest, bar, chunk_bytes=1 << 22) -> int:
+def _encode_range(path, start, end, tokenizer, dtype, dest, bar, separator=None,
+                  chunk_bytes=1 << 22) -> int:  # fmt: skip
     """Tokenize bytes [start, end) of a text file into `dest` chunk by chunk; return the count."""
     count, carry = 0, b""
     with open(path, "rb") as src, open(dest, "wb") as out:
@@ -53,12 +62,12 @@ def _encode_range(path, start, end, tokenizer, dtype, dest, bar, chunk_bytes=1 <
                 text = block.decode("utf-8")
             except UnicodeDecodeError as err:
                 raise DataError(f"{path} is not UTF-8 text ({err}): convert it to UTF-8") from err
-            ids = _encode(tokenizer, text)
+            ids = _encode(tokenizer, text, separator)
             out.write(ids.astype(dtype).tobytes())  # a full disk raises OSError(ENOSPC) here
             bar.wrote(ids.size * dtype.itemsize)
             count += len(ids)
         if carry:
-            ids = _encode(tokenizer, carry.decode("utf-8", errors="replace"))
+            ids = _encode(tokenizer, carry.decode("utf-8", errors="replace"), separator)
             out.write(ids.astype(dtype).tobytes())
             bar.wrote(ids.size * dtype.itemsize)
             count += len(ids)
@@ -144,9 +153,16 @@ def _pinned_sha256(dataset: str, split: str) -> str | None:
     return remote.sha256 if remote else None
 
 
-def _recipe(tokenizer, has_val_file: bool, val_fraction: float) -> str:
-    """Everything but the text that decides the ids: the tokenizer and how val is split off."""
+def _separator(dataset: str) -> str | None:
+    return CORPORA[dataset].separator if dataset in CORPORA else None
+
+
+def _recipe(tokenizer, has_val_file: bool, val_fraction: float, separator: str | None) -> str:
+    """Everything but the text that decides the ids: the tokenizer, how val is split off, and
+    the documents' separator (which becomes the end-of-text token)."""
     digest = hashlib.sha256(tokenizer.to_str().encode())
+    if separator is not None:
+        digest.update(f"end of text at {separator}".encode())
     digest.update(
         b"its own validation file" if has_val_file else f"holdout {val_fraction}".encode()
     )
@@ -213,7 +229,8 @@ def _write_ids(
             final = getattr(files, split)
 
             def encode_into(tmp: str, split=split, path=path, start=start, end=end) -> None:
-                counts[split] = _encode_range(path, start, end, tokenizer, dtype, tmp, read)
+                counts[split] = _encode_range(path, start, end, tokenizer, dtype, tmp, read,
+                                              _separator(dataset))  # fmt: skip
 
             try:  # a temporary file of its own: two runs sharing the cache never collide, and
                 write_atomically(final, encode_into)  # either's complete file serves both
@@ -244,7 +261,7 @@ def prepare_tokens(
     vocab_size = tokenizer.get_vocab_size()
     dtype, folder = token_dtype(vocab_size), Path(work_dir) / "tokens"
     folder.mkdir(parents=True, exist_ok=True)
-    recipe = _recipe(tokenizer, val_text is not None, val_fraction)
+    recipe = _recipe(tokenizer, val_text is not None, val_fraction, _separator(dataset))
     contents = corpus_content(dataset, folder)
     key = hashlib.sha256("|".join([recipe, *contents]).encode()).hexdigest()[:16]
     stem = Path(dataset).stem

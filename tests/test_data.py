@@ -97,7 +97,9 @@ def test_token_files_are_cached_and_rebuilt_when_the_corpus_changes(tmp_path):
 def count_encodings(monkeypatch) -> list[int]:
     """Count the calls of the tokenizing step (one per split tokenized)."""
     calls, real = [], token_cache._encode_range
-    monkeypatch.setattr(token_cache, "_encode_range", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(
+        token_cache, "_encode_range", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
     return calls
 
 
@@ -267,3 +269,23 @@ def test_missing_empty_and_non_utf8_corpora_are_clear_errors(tmp_path):
         )
     left = [p for p in (tmp_path / "w").rglob("*") if p.is_file() and p.name != CONTENT_IDS]
     assert not left  # nothing half-made is left (the corpus's checksum may be remembered)
+
+
+def test_the_story_ends_of_tinystories_become_the_end_of_text_token(tmp_path):
+    """TinyStories separates its stories with `<|endoftext|>`: read as text it would cost
+    several tokens a story and no model would learn where a story ends. The token files hold
+    the tokenizer's end-of-text token there instead (so sampling stops at a story's end)."""
+    from gpt1_lib.tokenizer import EOS_ID, encode, train_tokenizer
+
+    tok = train_tokenizer(make_corpus(tmp_path / "corpus.txt"), 300)
+    separator = token_cache._separator("tinystories")
+    assert separator == "<|endoftext|>" and token_cache._separator("tinyshakespeare") is None
+    text = "Once upon a time.\n<|endoftext|>\nThe end.\n<|endoftext|>\n"
+    ids = token_cache._encode(tok, text, separator).tolist()
+    story, end = encode(tok, "Once upon a time.\n"), encode(tok, "The end.\n")
+    assert ids == [*story, EOS_ID, *end, EOS_ID]
+    assert EOS_ID not in token_cache._encode(tok, text).tolist()  # without: read as text
+    # the separator is part of the recipe, so token files made before it are not reused
+    assert token_cache._recipe(tok, True, 0.1, separator) != token_cache._recipe(
+        tok, True, 0.1, None
+    )

@@ -103,3 +103,50 @@ def test_mfu_of_several_processes_divides_by_the_peak_of_all_of_them(tmp_path):
     summary = json.loads((out_dir / "summary.json").read_text())
     assert summary["processes"] == 2
     assert summary["mfu"] == pytest.approx(summary["tokens_per_s"] * flops / (2 * FAKE_PEAK))
+
+
+SHORT_TIMEOUT_S, MAIN_DELAY_S = 4, 12  # the default group's timeout stands in for NCCL's 10 min
+
+
+def _train_with_a_slow_main(rank: int, world: int, port: int, config: dict, out_dir, work_dir):
+    """One process of a gloo job whose default group times out in SHORT_TIMEOUT_S, and whose
+    main process takes MAIN_DELAY_S longer to make the tokenizer (a first session's download)."""
+    import datetime
+    import time
+
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))  # fmt: skip
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=SHORT_TIMEOUT_S))
+    import gpt1_lib.run_data as run_data
+
+    if rank == 0:
+        prepare = run_data.prepare_tokenizer
+
+        def slow_prepare(*args, **kwargs):
+            time.sleep(MAIN_DELAY_S)
+            return prepare(*args, **kwargs)
+
+        run_data.prepare_tokenizer = slow_prepare
+    summary = train(config, out_dir, progress=False, work_dir=work_dir)
+    if rank == 0:
+        (out_dir / "summary.json").write_text(json.dumps(summary))
+    dist.destroy_process_group()
+
+
+def test_the_other_processes_wait_as_long_as_the_main_process_prepares_the_data(tmp_path):
+    """torchrun on a fresh machine: rank 0 downloads, trains the tokenizer and tokenises for
+    longer than the process group's timeout (NCCL's is 10 minutes) while the others wait. They
+    wait on a patient gloo group (`Processes.wait_for_main`), so the job trains."""
+    config = tiny_config(make_corpus(tmp_path / "corpus.txt"), dropout=0.0, grad_accum=2,
+                         max_steps=2, warmup_steps=1, eval_interval=2, eval_iters=1,
+                         ckpt_interval=2)  # fmt: skip
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out_dir = tmp_path / "two"
+    mp.spawn(_train_with_a_slow_main, args=(2, port, config, out_dir, tmp_path / "work"), nprocs=2)
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["steps"] == 2
