@@ -35,7 +35,7 @@ import nbformat
 import pytest
 import torch
 from nbclient import NotebookClient
-from nbclient.exceptions import DeadKernelError
+from nbclient.exceptions import CellExecutionError, DeadKernelError
 
 try:
     import tomllib
@@ -153,13 +153,18 @@ class Rehearsal:
         env.update(changes)
         return env
 
-    def runtime(self, name: str, kill_at: int | None = None, **env_changes: str):
+    def runtime(self, name: str, kill_at: int | None = None, use_drive: bool = True,
+                stops: bool = False, **env_changes: str):  # fmt: skip
         """Run the notebook in a fresh runtime (an empty /content and an empty pip target);
-        with `kill_at`, kill the kernel once the run on Drive has logged that update."""
+        with `kill_at`, kill the kernel once the run on Drive has logged that update. The
+        reader's `USE_DRIVE = False` with `use_drive=False`; `stops`: a cell is meant to fail."""
         content, site = self.base / name / "content", self.base / name / "site"
         content.mkdir(parents=True)
         site.mkdir()
         nb = copy.deepcopy(self.notebook)
+        if not use_drive:
+            cell = cell_with(nb, "USE_DRIVE = True")
+            cell.source = cell.source.replace("USE_DRIVE = True", "USE_DRIVE = False", 1)
         client = NotebookClient(nb, timeout=600, kernel_name="python3",
                                 resources={"metadata": {"path": str(content)}})  # fmt: skip
         killed = threading.Event()
@@ -169,6 +174,10 @@ class Rehearsal:
             watcher.start()
         try:
             client.execute(env=self.env(site, **env_changes))
+            assert not stops, "the notebook ran to its end"
+        except CellExecutionError:
+            if not stops:
+                raise
         except DeadKernelError:
             assert killed.is_set(), "the kernel died without being killed"
         finally:
@@ -299,14 +308,23 @@ def test_drive_holds_what_the_reader_takes_away_and_is_flushed_at_the_end(rehear
     assert not (sessions["content2"] / "drive").exists()  # unmounted
 
 
-def test_a_declined_drive_mount_says_what_it_means_and_the_run_stays_on_local_disk(rehearsal):
+def test_a_declined_drive_mount_stops_with_one_line_before_anything_is_written(rehearsal):
+    """Training on /content after a declined mount would start from step 0 beside the run kept
+    on Drive: the chapter stops instead, saying how to mount or choose the local disk."""
+    nb, content, _ = rehearsal.runtime("declined", COLAB_STUB_DECLINE_DRIVE="1", stops=True)
+    where = output_text(cell_with(nb, "drive.mount("))
+    assert "Google Drive is not mounted (MessageError" in where and "USE_DRIVE = False" in where
+    assert "runs:" not in where  # the cell stopped there, and Run all with it
+    assert not list(content.rglob("runs")) and not list(content.rglob("ckpt_*.pt"))
+
+
+def test_a_run_on_local_disk_by_choice_trains_and_offers_its_files(rehearsal):
     before = len(calls(rehearsal.log))
     nb, content, _ = rehearsal.runtime(
-        "declined", COLAB_STUB_DECLINE_DRIVE="1",
+        "local", use_drive=False,
         GPT1_SET=TINY.replace("max_steps=60", "max_steps=10").replace("eval_interval=20", "eval_interval=5"),
     )  # fmt: skip
-    where = output_text(cell_with(nb, "drive.mount("))
-    assert "Google Drive is not mounted (MessageError" in where and "a disconnect loses it" in where
+    assert not [c for c in calls(rehearsal.log)[before:] if c["call"] == "drive.mount"]
     assert (content / "build/t4/runs/t4-gpt1/ckpt_last.pt").is_file()
     offered = [c for c in calls(rehearsal.log)[before:] if c["call"] == "files.download"]
     assert len(offered) == 1 and Path(offered[0]["path"]) == content / "gpt1-t4-gpt1.zip"
