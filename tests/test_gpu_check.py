@@ -203,6 +203,15 @@ def test_the_report_on_a_t4_and_with_an_unknown_peak():
     assert "Not run (--no-tests)." in text
 
 
+def test_the_cuda_tests_run_without_the_projects_pytest_plugins(monkeypatch):
+    """On Colab the dev extras (nbval) are not installed; the project's addopts name nbval's
+    options, so pytest would stop on them before running a CUDA test. Here nbval is switched off
+    the way a runtime without it would lack it."""
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:nbval")
+    result = gpu_check.run_cuda_tests(timeout=120)
+    assert result["ok"], result
+
+
 def test_the_cuda_tests_run_from_the_check():
     result = gpu_check.run_cuda_tests(timeout=120)
     assert result["ok"], result
