@@ -28,17 +28,22 @@ from gpt1_lib.tokenizer import EOS_ID
 
 
 def _encode(tokenizer, text: str, separator: str | None = None) -> np.ndarray:
-    """Token ids of `text`, line by line (the tokenizer encodes lines in parallel). Each
-    `separator`, with the line break after it, becomes the end-of-text token (the line break
-    before it stays: a chunk of the file may end there)."""
-    if separator is not None and separator in text:
-        pieces = re.split(re.escape(separator) + r"\n?", text)
-        eos = np.array([EOS_ID], dtype=np.int64)
-        parts = [_encode(tokenizer, piece) for piece in pieces]
-        return np.concatenate([p for part in parts for p in (part, eos)][:-1])
-    lines = text.splitlines(keepends=True)
-    ids = [e.ids for e in tokenizer.encode_batch(lines, add_special_tokens=False)]
-    return np.fromiter((i for line in ids for i in line), dtype=np.int64)
+    """Token ids of `text`, line by line (the tokenizer encodes lines in parallel, all of a
+    chunk's in one batch). Each `separator`, with the line break after it, becomes the
+    end-of-text token (the line break before it stays: a chunk of the file may end there)."""
+    pieces = re.split(re.escape(separator) + r"\n?", text) if separator else [text]
+    lines: list[str] = []
+    ends = []  # where each piece's lines end in `lines`
+    for piece in pieces:
+        lines += piece.splitlines(keepends=True)
+        ends.append(len(lines))
+    encoded = tokenizer.encode_batch(lines, add_special_tokens=False)
+    ids: list[int] = []
+    for k, (start, end) in enumerate(zip([0, *ends], ends)):
+        if k:  # a separator stood between this piece and the one before
+            ids.append(EOS_ID)
+        ids += [i for e in encoded[start:end] for i in e.ids]
+    return np.array(ids, dtype=np.int64)
 
 
 def _encode_range(path, start, end, tokenizer, dtype, dest, bar, separator=None,
