@@ -1,14 +1,16 @@
 """One command to measure a GPU: `make gpu-check` (`python benchmarks/gpu_check.py`).
 
 Hand-written benchmark. What the CPU tests cannot reach is checked here, on whatever
-CUDA GPU is at hand; it is meant to finish within 6 minutes on one GPU, a T4 included:
+CUDA GPU is at hand; it finishes within 6 minutes on one GPU, a T4 included, because every row has a time limit
+(`LIMITS`, 350 s in all) and a row that reaches it is reported as stopped, not waited for:
 
 1. the CUDA-only tests (`pytest -m cuda tests/test_cuda.py`);
 2. one training update of the `t4` preset (fp16 + GradScaler) and of the `a10g` preset (bf16,
    or fp16 where bf16 is not fast, as the trainer decides): peak memory, tokens/s, MFU, and
    which SDPA kernel the model ran; the `t4` preset eager and under `torch.compile`;
 3. checkpoint -> resume on CUDA: a tiny fp16 run stopped and resumed logs the same next
-   losses as an uninterrupted one;
+   losses as an uninterrupted one, within the difference between two uninterrupted runs with
+   the kernels training runs, and bit for bit with deterministic kernels;
 4. `benchmarks/results/gpu.md`, naming the device.
 
 An update is what the trainer does per optimiser step: `grad_accum` micro-batches of
@@ -34,6 +36,7 @@ import math
 import os
 import platform
 import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -62,6 +65,9 @@ from gpt1_lib.profiles import load_config  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "gpu.md"
 NO_CUDA = "gpu-check: no CUDA GPU visible (torch.cuda.is_available() is False): nothing measured, nothing written"
+# Seconds each row of the default check may run: the CUDA tests and the resume check in processes
+# of their own (killed at the limit), each measurement in this one (interrupted at the limit).
+LIMITS = {"tests": 75, "eager": 40, "compiled": 105, "resume": 90}
 SDPA_OPS = {  # the aten op each SDPA kernel runs as, as the profiler names it
     "aten::_scaled_dot_product_flash_attention": "flash",
     "aten::_scaled_dot_product_flash_attention_for_cpu": "flash (CPU kernel)",
@@ -143,6 +149,31 @@ def sdpa_kernels_ran(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     return sorted({kernel for op, kernel in SDPA_OPS.items() if op in names})
 
 
+class RowTimeout(Exception):
+    """A row of the check reached its time limit."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None):
+    """Raise RowTimeout in this (the main) thread once `seconds` of wall clock have passed: at
+    the next Python instruction, so a long CUDA call or a compilation finishes its current step
+    first. None: no limit."""
+
+    def stop(signum, frame):
+        raise RowTimeout(f"stopped at its time limit of {seconds:g} s")
+
+    if seconds is None:
+        yield
+        return
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def measure_update(
     cfg: dict[str, Any],
     device: str,
@@ -150,6 +181,7 @@ def measure_update(
     *,
     label: str,
     compile_model: bool = False,
+    limit: float | None = None,
     warmup: int = 1,
     min_updates: int = 3,
     min_seconds: float = 2.0,
@@ -160,7 +192,8 @@ def measure_update(
 
     Warm-up updates are not timed (the first builds cuBLAS plans, Adam's state and, compiled,
     the kernels); then updates are timed one by one, each between two synchronisations, until
-    at least `min_updates` and `min_seconds`. An out-of-memory error is a result, not a crash.
+    at least `min_updates` and `min_seconds`. An out-of-memory error is a result, not a crash;
+    so is reaching `limit` seconds (the updates timed until then are kept).
     """
     dev = torch.device(device)
     accum = cfg["grad_accum"]
@@ -170,8 +203,11 @@ def measure_update(
         result.peak_flops = peak_flops(torch.cuda.get_device_name(dev))
     _free(dev)
     try:
-        _measure(cfg, dev, precision, result, compile_model, warmup, min_updates, min_seconds,
-                 max_updates, seed)  # fmt: skip
+        with time_limit(limit):
+            _measure(cfg, dev, precision, result, compile_model, warmup, min_updates, min_seconds,
+                     max_updates, seed)  # fmt: skip
+    except RowTimeout as err:
+        result.error = str(err)
     except torch.cuda.OutOfMemoryError:
         result.error = (
             f"out of memory at batch_size={cfg['batch_size']}: lower batch_size and raise "
@@ -276,12 +312,15 @@ DETERMINISTIC_CUBLAS = {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"}  # see determinist
 
 
 @contextlib.contextmanager
-def deterministic(strict: bool = True):
-    """Deterministic kernels: the CUDA Embedding backward otherwise adds with atomics in any
+def deterministic(strict: bool | None = True):
+    """Deterministic kernels (None: the kernels training runs, untouched): the CUDA Embedding backward otherwise adds with atomics in any
     order, and flash and memory-efficient attention keep their non-deterministic backward unless
     `strict` (warn_only off). Strict, an op with no deterministic kernel raises, and cuBLAS needs
     CUBLAS_WORKSPACE_CONFIG set before its first call in the process, which is why the check
     runs in a process of its own (`run_resume_check`)."""
+    if strict is None:
+        yield
+        return
     enabled = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(True, warn_only=not strict)
@@ -320,7 +359,7 @@ def compare_runs(
 
 
 def resume_check(
-    device: str, dtype: str, work: Path, steps: int = 24, stop: int = 10, strict: bool = True
+    device: str, dtype: str, work: Path, steps: int = 24, stop: int = 10, strict: bool | None = True
 ) -> dict[str, Any]:
     """Train `steps` updates twice without a break and once stopped at `stop` then resumed;
     compare the losses logged after `stop`, under `deterministic(strict)` kernels."""
@@ -363,25 +402,40 @@ def run_resume_check(device: str = "cuda", dtype: str = "float16", steps: int = 
         return json.loads(answer.read_text())
 
 
+def _checked(device: str, dtype: str, steps: int, stop: int, strict: bool | None) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        return resume_check(device, dtype, Path(tmp), steps, stop, strict)
+
+
+def _failure(err: Exception) -> dict[str, Any]:  # a failed check is a result: the report says why
+    return {"ok": False, "error": f"{type(err).__name__}: {str(err).strip()[:300]}"}
+
+
 def resume_check_child(answer: Path, device: str, dtype: str, steps: int, stop: int) -> int:
-    """The process `run_resume_check` starts: the check's result, or its error, as JSON. An op
-    with no deterministic kernel on this GPU is named, and the check runs again without strict
-    determinism (then compared within the run-to-run difference)."""
-    refused = None
+    """The process `run_resume_check` starts: the checks' results, or their errors, as JSON.
+
+    First with the kernels training runs (what chapter 06 claims for a GPU: the same within the
+    run-to-run difference), then with deterministic kernels, where the resume must be bit for
+    bit. An op with no deterministic kernel on this GPU is named, and the second check runs with
+    deterministic kernels where torch has them (then compared within the run-to-run difference)."""
+    try:
+        result = _checked(device, dtype, steps, stop, None)
+    except Exception as err:
+        result = _failure(err)
+    refused, kept = None, None
     for strict in (True, False):
-        with tempfile.TemporaryDirectory() as tmp:
-            try:
-                result = resume_check(device, dtype, Path(tmp), steps, stop, strict)
-            except RuntimeError as err:
-                if not strict or "determinis" not in str(err):
-                    result = {"ok": False, "error": f"RuntimeError: {str(err).strip()[:300]}"}
-                    break
+        try:
+            kept = _checked(device, dtype, steps, stop, strict)
+        except RuntimeError as err:
+            if strict and "determinis" in str(err):
                 refused = str(err).strip().splitlines()[0][:300]
                 continue
-            except Exception as err:  # a failed check is a result: the report says why
-                result = {"ok": False, "error": f"{type(err).__name__}: {str(err).strip()[:300]}"}
-            break
-    result["strict_refused"] = refused
+            kept = _failure(err)
+        except Exception as err:
+            kept = _failure(err)
+        break
+    result["deterministic"] = {**(kept or {}), "strict_refused": refused}
+    result["ok"] = bool(result["ok"] and result["deterministic"].get("ok"))
     answer.write_text(json.dumps(result))
     return 0
 
@@ -450,6 +504,38 @@ def measurement_row(m: Measurement) -> str:
     )
     return (f"| {m.label} | {dtype} | {'on' if m.compiled else 'off'} | {shape} | {memory} | {rate} "
             f"| {util} | {first} | {kernels} |")  # fmt: skip
+
+
+def _resume_sentence(check: dict[str, Any], kernels: str) -> str:
+    if "error" in check:
+        return f"FAIL ({kernels}): the check could not run: {check['error']}"
+    same = ("bit for bit" if check["bitwise"] else
+            f"within {check['max_diff']:.2e} (two uninterrupted runs differ by "
+            f"{check['run_to_run']:.2e})")  # fmt: skip
+    return (f"{'PASS' if check['ok'] else 'FAIL'} ({kernels}): the losses of updates "
+            f"{check['stop'] + 1}–{check['steps']} are {'the same, ' + same if check['ok'] else 'not the same: ' + same}; "
+            f"{check['seconds']:.0f} s.")  # fmt: skip
+
+
+def resume_lines(resume: dict[str, Any] | None) -> list[str]:
+    """The report's resume section: what was trained, then one verdict per kind of kernels."""
+    if resume is None:
+        return ["Not run."]
+    first = resume if "error" not in resume else resume.get("deterministic", resume)
+    lines = []
+    if "steps" in first:
+        lines += [f"A tiny model ({first['dtype']} on {first['device']}, dropout 0.1) trained "
+                  f"{first['steps']} updates without a break, twice, and again stopped at update "
+                  f"{first['stop']} and resumed from its checkpoint.", ""]  # fmt: skip
+    lines.append("- " + _resume_sentence(resume, "the kernels training runs"))
+    det = resume.get("deterministic")
+    if det is not None:
+        kind = ("deterministic kernels where torch has them" if det.get("strict_refused")
+                else "strictly deterministic kernels")  # fmt: skip
+        lines.append("- " + _resume_sentence(det, kind))
+        if det.get("strict_refused"):
+            lines.append(f"- Strict determinism refused on this GPU: {det['strict_refused']}")
+    return lines
 
 
 def render_report(facts: dict[str, str], rows: list[Measurement], kernels: dict[str, dict[str, str]],
@@ -523,27 +609,7 @@ def render_report(facts: dict[str, str], rows: list[Measurement], kernels: dict[
         lines += [f"- {where}: " + "; ".join(f"{k} {v}" for k, v in probe.items())
                   for where, probe in kernels.items()]  # fmt: skip
         lines.append("")
-    lines += ["## Checkpoint → resume", ""]
-    if resume is None:
-        lines.append("Not run.")
-    elif "error" in resume:
-        lines.append(f"FAIL: the check could not run: {resume['error']}")
-    else:
-        same = ("bit for bit" if resume["bitwise"] else
-                f"within {resume['max_diff']:.2e} (two uninterrupted runs differ by "
-                f"{resume['run_to_run']:.2e})")  # fmt: skip
-        lines.append(
-            f"{'PASS' if resume['ok'] else 'FAIL'}: a tiny model ({resume['dtype']} on "
-            f"{resume['device']}, dropout 0.1, "
-            f"{'strictly deterministic kernels' if resume.get('strict', True) else 'deterministic kernels where torch has them'}) trained "
-            f"{resume['steps']} updates without a break, and again stopped at update "
-            f"{resume['stop']} and resumed from its checkpoint (resumed from update "
-            f"{resume['resumed_from']}). The losses of updates {resume['stop'] + 1}–"
-            f"{resume['steps']}: {'the same, ' + same if resume['ok'] else 'differ: ' + same}. "
-            f"{resume['seconds']:.0f} s."
-        )
-    if resume is not None and resume.get("strict_refused"):
-        lines.append(f"Strict determinism refused on this GPU: {resume['strict_refused']}")
+    lines += ["## Checkpoint → resume", "", *resume_lines(resume)]
     lines += ["", "## CUDA-only tests", ""]
     if tests is None:
         lines.append("Not run (--no-tests).")
@@ -583,7 +649,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     tests = None
     if not args.no_tests:
-        tests = run_cuda_tests()
+        tests = run_cuda_tests(timeout=LIMITS["tests"])
         print(f"CUDA tests: {tests['summary']}", flush=True)
     capability = torch.cuda.get_device_capability()
     rows, kernels = [], {}
@@ -598,10 +664,11 @@ def main(argv: list[str] | None = None) -> int:
             kernels[where] = {"probe": f"failed ({type(err).__name__}: {str(err).strip()[:120]})"}
         for on in (False, True) if compiled or args.compile_all else (False,):
             label = f"{preset}, {'compiled' if on else 'eager'}"
-            m = measure_update(cfg, "cuda", precision, label=label, compile_model=on)
+            m = measure_update(cfg, "cuda", precision, label=label, compile_model=on,
+                               limit=LIMITS["compiled" if on else "eager"])  # fmt: skip
             rows.append(m)
             print("  " + measurement_row(m), flush=True)
-    resume = run_resume_check("cuda", "float16")
+    resume = run_resume_check("cuda", "float16", timeout=LIMITS["resume"])
     print(f"resume: {'PASS' if resume['ok'] else 'FAIL'}", flush=True)
     text = render_report(facts, rows, kernels, resume, tests, time.perf_counter() - start)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ which device name), so they are tested with those as inputs on any machine.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -85,29 +86,26 @@ def autocast(device_type: str, precision: Precision):
     return torch.autocast(device_type, dtype=precision.dtype)
 
 
-# Dense fp16/bf16 tensor-core peaks in FLOP/s (data sheets; A10G as measured in practice).
-# Longer names first: "A100" contains "A10", "L40S" contains "L4".
-
-
+# (model, variant, dense 16-bit tensor-core FLOP/s with FP32 accumulation): NVIDIA's data
+# sheets, without sparsity. A variant row applies when the name has that word as well; the
+# plain row is the SXM module ("NVIDIA H100 80GB HBM3"), the variants are PCIe cards and NVL.
 PEAK_FLOPS = (
-    ("H200", 989e12),
-    ("H100", 989e12),
-    ("A100", 312e12),
-    ("A10G", 70e12),
-    ("A10", 125e12),
-    ("L40S", 362e12),
-    ("L4", 121e12),
-    ("V100", 125e12),
-    ("T4", 65e12),
-)
+    ("T4", None, 65e12),
+    ("V100", None, 125e12), ("V100", "PCIE", 112e12),
+    ("A10", None, 125e12), ("A30", None, 165e12), ("A40", None, 149.7e12), ("A100", None, 312e12),
+    ("L4", None, 121e12), ("L40", None, 181e12), ("L40S", None, 362e12),
+    ("H100", None, 989e12), ("H100", "PCIE", 756e12), ("H100", "NVL", 835e12),
+    ("H200", None, 989e12), ("H200", "NVL", 835e12),
+)  # fmt: skip
 
 
 def peak_flops(device_name: str) -> float | None:
-    """The 16-bit peak FLOP/s of a GPU from its name, or None when unknown."""
-    for key, flops in PEAK_FLOPS:
-        if key in device_name.upper():
-            return flops
-    return None
+    """The dense 16-bit peak FLOP/s of a GPU from the name CUDA reports ("Tesla T4"), or None
+    for a GPU without a row. Whole words only: an "NVIDIA L40" is not an L4, an A10G not an A10."""
+    words = set(re.split(r"[\s_-]+", device_name.upper()))
+    rows = [(variant is not None, flops) for model, variant, flops in PEAK_FLOPS
+            if model in words and (variant is None or variant in words)]  # fmt: skip
+    return max(rows)[1] if rows else None
 
 
 def device_peak_flops(device: torch.device) -> float | None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -59,6 +61,24 @@ def test_mfu_arithmetic():
     )
     # 20,000 tokens/s on a T4 (65 TFLOP/s) would be 19 % MFU
     assert gpu_check.mfu(20_000, per_token, 65e12) == pytest.approx(0.186, abs=0.001)
+
+
+def test_every_row_has_a_time_limit_and_together_they_fit_six_minutes():
+    rows = [gpu_check.LIMITS["tests"], gpu_check.LIMITS["resume"]]
+    for _, compiled in gpu_check.PLAN:
+        rows += [gpu_check.LIMITS["eager"]] + ([gpu_check.LIMITS["compiled"]] if compiled else [])
+    assert sum(rows) <= 350  # 6 minutes, less the probes, the device's facts and the report
+
+
+def test_a_measurement_that_reaches_its_limit_is_reported_as_stopped():
+    start = time.perf_counter()
+    m = gpu_check.measure_update(TINY, "cpu", FP32, label="tiny, eager", min_seconds=600,
+                                 max_updates=10**9, limit=1.0)  # fmt: skip
+    assert time.perf_counter() - start < 30
+    assert m.error == "stopped at its time limit of 1 s" and m.rates  # what it timed is kept
+    assert "stopped at its time limit" in gpu_check.measurement_row(m)
+    with gpu_check.time_limit(None):  # no limit: nothing armed
+        assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 
 
 def test_the_measuring_loop_runs_on_a_cpu():
@@ -127,29 +147,51 @@ def test_compare_runs():
 
 def test_the_resume_check_in_its_own_process_on_a_cpu():
     result = gpu_check.run_resume_check("cpu", "float32", steps=12, stop=5, timeout=300)
-    assert result["ok"] and result["bitwise"] and result["resumed_from"] == 5, result
-    assert result["updates"] == list(range(6, 13)) and result["device"] == "cpu"
-    assert result["run_to_run"] == 0.0 and result["max_diff"] == 0.0
+    for check in (result, result["deterministic"]):  # training's kernels, then deterministic ones
+        assert check["ok"] and check["bitwise"] and check["resumed_from"] == 5, result
+        assert check["updates"] == list(range(6, 13)) and check["device"] == "cpu"
+        assert check["run_to_run"] == 0.0 and check["max_diff"] == 0.0
+    assert result["strict"] is None and result["deterministic"]["strict"] is True
 
 
-def test_a_gpu_refusing_strict_determinism_gets_the_lenient_check(monkeypatch, tmp_path):
+def _faked_checks(monkeypatch, tmp_path, training_kernels: list[tuple]) -> dict:
+    """The child's answer when training's kernels log `training_kernels` after the stop (the
+    uninterrupted runs log 5.0) and strict determinism is refused by this 'GPU'."""
+
     def fake(device, dtype, work, steps, stop, strict):
         if strict:
             raise RuntimeError("foo_backward_cuda does not have a deterministic implementation")
-        result = gpu_check.compare_runs([(6, 5.0, None)], [(6, 5.0, None)], [(6, 5.0, None)])
-        result.update(resumed_from=5, steps=6, stop=5, dtype="float32", device="cpu",
+        resumed = training_kernels if strict is None else [(6, 5.0, None)]
+        repeat = [(6, 5.0 + 1e-7, None)] if strict is None else [(6, 5.0, None)]
+        result = gpu_check.compare_runs([(6, 5.0, None)], repeat, resumed)
+        result.update(resumed_from=5, steps=6, stop=5, dtype="float16", device="cuda",
                       seconds=1.0, strict=strict)  # fmt: skip
         return result
 
     monkeypatch.setattr(gpu_check, "resume_check", fake)
     answer = tmp_path / "resume.json"
     assert gpu_check.main(["--resume-check", str(answer), "--device", "cpu"]) == 0
-    result = json.loads(answer.read_text())
-    assert result["ok"] and not result["strict"]
-    assert result["strict_refused"].startswith("foo_backward_cuda does not have")
+    return json.loads(answer.read_text())
+
+
+def test_a_gpu_refusing_strict_determinism_gets_the_lenient_check(monkeypatch, tmp_path):
+    result = _faked_checks(monkeypatch, tmp_path, [(6, 5.0 + 2e-7, None)])
+    assert result["ok"] and not result["bitwise"] and result["max_diff"] == pytest.approx(2e-7)
+    assert result["deterministic"]["ok"] and result["deterministic"]["strict"] is False
+    assert result["deterministic"]["strict_refused"].startswith("foo_backward_cuda does not have")
     text = gpu_check.render_report(gpu_check.describe_device("cpu"), [], {}, result, None, 1.0)
-    assert "deterministic kernels where torch has them" in text
+    assert "- PASS (the kernels training runs): the losses of updates 6–6 are the same, within " \
+           "2.00e-07 (two uninterrupted runs differ by 1.00e-07)" in text  # fmt: skip
+    assert "- PASS (deterministic kernels where torch has them): the losses of updates 6–6 are " \
+           "the same, bit for bit" in text  # fmt: skip
     assert "Strict determinism refused on this GPU: foo_backward_cuda" in text
+
+
+def test_a_resume_beyond_the_run_to_run_difference_fails_the_check(monkeypatch, tmp_path):
+    result = _faked_checks(monkeypatch, tmp_path, [(6, 5.01, None)])
+    assert not result["ok"] and result["deterministic"]["ok"]
+    text = gpu_check.render_report(gpu_check.describe_device("cpu"), [], {}, result, None, 1.0)
+    assert "- FAIL (the kernels training runs): the losses of updates 6–6 are not the same" in text
 
 
 def _rows() -> list:
@@ -187,7 +229,8 @@ def test_the_report_names_the_device_and_says_an_h200_is_not_a_t4():
            "500,000 (400,000–600,000) | 30.8% | 1.5 s | flash |" in text  # fmt: skip
     assert "| a10g, eager | bfloat16 | off | 16 × 512 × 4 | out of memory at batch_size=16" in text
     assert "t4, compiled: 0.80× the eager tokens/s (slower)" in text and "took 61 s" in text
-    assert "PASS:" in text and "bit for bit" in text
+    assert "- PASS (the kernels training runs): the losses of updates 11–24 are the same, bit " \
+           "for bit" in text  # fmt: skip
     assert "9 passed, 2 skipped" in text and "flash runs with dropout" in text
 
 
@@ -224,7 +267,8 @@ def test_the_report_says_when_the_resume_check_could_not_run():
              "torch": "2.14.1", "cuda": "12.4", "cudnn": "90100", "python": "3.11.7"}  # fmt: skip
     resume = {"ok": False, "error": "TrainingError: out of GPU memory"}
     text = gpu_check.render_report(facts, [], {}, resume, None, 1.0)
-    assert "FAIL: the check could not run: TrainingError: out of GPU memory" in text
+    assert "FAIL (the kernels training runs): the check could not run: TrainingError: out of GPU " \
+           "memory" in text  # fmt: skip
 
 
 @pytest.mark.parametrize(

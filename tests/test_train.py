@@ -35,7 +35,7 @@ from gpt1_lib.checkpoint import (
 from gpt1_lib.config import DEFAULTS, ConfigError, load_config
 from gpt1_lib.model import GPT, GPTConfig, model_config
 from gpt1_lib.optim import decay_split, lr_at, make_optimizer
-from gpt1_lib.precision import Precision, choose_precision, peak_flops, resolve_device
+from gpt1_lib.precision import PEAK_FLOPS, Precision, choose_precision, peak_flops, resolve_device
 from gpt1_lib.train import main, read_metrics, train
 from gpt1_lib.trainer import Trainer, TrainingError
 
@@ -166,10 +166,27 @@ def test_devices_and_peaks():
     assert resolve_device("auto", cuda_available=True) == "cuda"
     with pytest.raises(ConfigError, match="no CUDA GPU is visible: use --set device=auto"):
         resolve_device("cuda", cuda_available=False)
-    assert peak_flops("Tesla T4") == 65e12 and peak_flops("NVIDIA A100-SXM4-80GB") == 312e12
-    assert peak_flops("NVIDIA A10G") == 70e12 and peak_flops("NVIDIA L40S") == 362e12
-    assert peak_flops("NVIDIA H100 80GB HBM3") == 989e12 and peak_flops("cpu") is None
     assert Precision(torch.bfloat16).name == "bfloat16"
+
+
+@pytest.mark.parametrize(
+    "name, peak",
+    [("Tesla T4", 65e12), ("NVIDIA A100-SXM4-80GB", 312e12), ("NVIDIA A100 80GB PCIe", 312e12),
+     ("NVIDIA A10", 125e12), ("NVIDIA A10G", None),  # no data sheet: unknown, not a guess
+     ("NVIDIA L4", 121e12), ("NVIDIA L40", 181e12), ("NVIDIA L40S", 362e12),  # not an "L4"
+     ("NVIDIA H100 80GB HBM3", 989e12), ("NVIDIA H100 PCIe", 756e12), ("NVIDIA H100 NVL", 835e12),
+     ("Tesla V100-SXM2-16GB", 125e12), ("Tesla V100-PCIE-32GB", 112e12), ("NVIDIA H200", 989e12),
+     ("NVIDIA GeForce RTX 4090", None), ("cpu", None)],
+)  # fmt: skip
+def test_peak_flops_match_whole_words_of_the_name_cuda_reports(name, peak):
+    assert peak_flops(name) == peak
+
+
+def test_every_peak_is_one_data_sheet_figure_per_model_and_variant():
+    keys = [(model, variant) for model, variant, _ in PEAK_FLOPS]
+    assert len(keys) == len(set(keys))
+    # dense, not "with sparsity": no 16-bit data sheet figure here is above an H100 SXM's 989
+    assert all(10e12 < flops <= 989e12 for _, _, flops in PEAK_FLOPS)
 
 
 # ---- checkpoints ----------------------------------------------------------------------------
