@@ -87,6 +87,12 @@ def config_differences(
     return sorted(k for k in keys if saved.get(k) != current.get(k))
 
 
+def diverged_advice(cfg: dict[str, Any]) -> str:
+    """What to change after the loss became inf or NaN: a gentler start, or more precision."""
+    return (f"Try a lower lr (now {cfg['lr']}), a longer warmup_steps (now {cfg['warmup_steps']}), "
+            "grad_clip=1.0 or dtype=float32, in a new --out-dir")  # fmt: skip
+
+
 def out_of_memory_advice(cfg: dict[str, Any]) -> str:
     """What to change after a CUDA out-of-memory error: a smaller micro-batch, the same update."""
     b, accum = cfg["batch_size"], cfg["grad_accum"]

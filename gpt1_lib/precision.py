@@ -86,6 +86,16 @@ def autocast(device_type: str, precision: Precision):
     return torch.autocast(device_type, dtype=precision.dtype)
 
 
+def scaler_step(scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimizer) -> bool:
+    """A GradScaler's step and update; True when it skipped the step. A few skips while the
+    scaler finds its scale are normal; a steady stream means fp16 is losing the run, which is
+    why the trainer logs the scale and the count of skips (a disabled scaler never skips)."""
+    scale = scaler.get_scale() if scaler.is_enabled() else None
+    scaler.step(optimizer)  # no step if a gradient is inf or NaN
+    scaler.update()  # then the scale is halved; after 2,000 clean steps it doubles
+    return scale is not None and scaler.get_scale() < scale
+
+
 # (model, variant, dense 16-bit tensor-core FLOP/s with FP32 accumulation): NVIDIA's data
 # sheets, without sparsity. A variant row applies when the name has that word as well; the
 # plain row is the SXM module ("NVIDIA H100 80GB HBM3"), the variants are PCIe cards and NVL.

@@ -40,7 +40,8 @@ class TensorBoardLog:
     def write(self, record: dict[str, Any]) -> None:
         step, tokens = record["step"], record["tokens_seen"]
         for key, tag in (("train_loss", "loss/train"), ("val_loss", "loss/val"), ("lr", "lr"),
-                         ("tokens_per_s", "tokens_per_s"), ("grad_norm", "grad_norm"), ("mfu", "mfu")):  # fmt: skip
+                         ("tokens_per_s", "tokens_per_s"), ("grad_norm", "grad_norm"), ("mfu", "mfu"),
+                         ("loss_scale", "fp16/loss_scale"), ("skipped_updates", "fp16/skipped_updates")):  # fmt: skip
             if record.get(key) is not None:
                 self.updates.add_scalar(tag, record[key], step)
         for key, tag in (

@@ -38,7 +38,7 @@ from gpt1_lib.checkpoint import (
     read_checkpoint,
     restore_rng,
 )
-from gpt1_lib.config import ConfigError, out_of_memory_advice
+from gpt1_lib.config import ConfigError, diverged_advice, out_of_memory_advice
 from gpt1_lib.distributed import start_processes
 from gpt1_lib.errors import GPT1Error
 from gpt1_lib.model import GPT, model_config
@@ -49,6 +49,7 @@ from gpt1_lib.precision import (
     device_peak_flops,
     model_flops_per_token,
     resolve_device,
+    scaler_step,
     training_settings,
 )
 from gpt1_lib.run_data import prepare_run_data
@@ -131,9 +132,9 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.use_scaler)
         compiled = cast(nn.Module, torch.compile(self.raw)) if cfg["compile"] else None
         self.eval_model: nn.Module = compiled or self.raw
-        self.model: nn.Module = (
-            self.eval_model
-        )  # checkpoints save self.raw: no `_orig_mod.` or `module.`
+        # the module that trains: DDP's wrapper around eval_model when world > 1. Checkpoints save
+        # self.raw, so their keys have no `_orig_mod.` (compile) or `module.` (DDP) prefix
+        self.model: nn.Module = self.eval_model
         if self.procs.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = DistributedDataParallel(self.eval_model, device_ids=ids)
@@ -151,6 +152,7 @@ class Trainer:
         self.step, self.best_val, self.window, self.tokens_seen = 0, math.inf, [0.0, 0], 0
         self.resumed_from: int | None = None
         self.last_saved: int | None = None
+        self.skipped = 0  # updates the GradScaler skipped: their fp16 gradients overflowed
 
     def restore(self, ckpt: dict[str, Any], path: Path) -> None:
         self.raw.load_state_dict(ckpt["model"])
@@ -159,6 +161,7 @@ class Trainer:
             self.scaler.load_state_dict(ckpt["scaler"])
         self.step, self.best_val = ckpt["step"], ckpt["best_val_loss"]
         self.window, self.tokens_seen = list(ckpt["log_window"]), ckpt["tokens_seen"]
+        self.skipped = ckpt.get("skipped_updates", 0)
         self.resumed_from = self.last_saved = self.step
         rngs, world, rank = ckpt["rng"], self.procs.world, self.procs.rank
         restore_rng(rngs[rank] if len(rngs) == world else rngs[0])
@@ -193,18 +196,14 @@ class Trainer:
         value = procs.mean(total).item()
         if not math.isfinite(value):
             kept = f"last saved at step {self.last_saved}" if self.last_saved else "none saved yet"
-            raise TrainingError(
-                f"the training loss became {value} at update {step + 1}; stopped without saving, so "
-                f"the checkpoints in {self.out_dir} ({kept}) are untouched. Try a lower lr (now "
-                f"{cfg['lr']}), a longer warmup_steps (now {cfg['warmup_steps']}), grad_clip=1.0 or "
-                "dtype=float32, in a new --out-dir"
-            )
+            raise TrainingError(f"the training loss became {value} at update {step + 1}; stopped without "
+                                f"saving, so the checkpoints in {self.out_dir} ({kept}) are untouched. "
+                                + diverged_advice(cfg))  # fmt: skip
         norm = None
         if cfg["grad_clip"]:
             self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
             norm = torch.nn.utils.clip_grad_norm_(self.raw.parameters(), cfg["grad_clip"])
-        self.scaler.step(self.optimizer)  # skipped (and the scale lowered) if fp16 overflowed
-        self.scaler.update()
+        self.skipped += scaler_step(self.scaler, self.optimizer)  # fp16 overflowed: no step taken
         self.optimizer.zero_grad(set_to_none=True)
         return value, lr, norm
 
@@ -235,6 +234,7 @@ class Trainer:
                 "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
                 "rng": rngs, "world_size": self.procs.world, "log_window": list(self.window),
                 "data": {"seed": self.cfg["seed"], "next_batch": self.step * self.cfg["grad_accum"]},
+                "skipped_updates": self.skipped,
             }  # fmt: skip
             paths = [self.out_dir / name for name in names]
             for path in paths:
@@ -331,6 +331,8 @@ class Trainer:
         }  # fmt: skip
         if self.peak:
             record["mfu"] = record["tokens_per_s"] * self.flops_per_token / self.peak
+        if self.scaler.is_enabled():  # fp16: the scale GradScaler has found, and its skips so far
+            record.update(loss_scale=self.scaler.get_scale(), skipped_updates=self.skipped)
         self.window, best = [0.0, 0], False
         if evaluating:
             val = self.evaluate()
@@ -358,6 +360,5 @@ class Trainer:
             "tokens_seen": self.tokens_seen, "tokens_per_s": speed, "train_seconds": self.seconds,
             "mfu": speed * self.flops_per_token / self.peak if speed and self.peak else None,
             "device": str(self.device), "dtype": self.precision.name, "processes": self.procs.world,
+            "skipped_updates": self.skipped,
         }  # fmt: skip
-
-    # resume_point has already removed what an earlier run wrote here

@@ -3,7 +3,9 @@ and the command line, including every kind of bad input the issue lists."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 import math
 import subprocess
 import sys
@@ -35,7 +37,14 @@ from gpt1_lib.checkpoint import (
 from gpt1_lib.config import DEFAULTS, ConfigError, load_config
 from gpt1_lib.model import GPT, GPTConfig, model_config
 from gpt1_lib.optim import decay_split, lr_at, make_optimizer
-from gpt1_lib.precision import PEAK_FLOPS, Precision, choose_precision, peak_flops, resolve_device
+from gpt1_lib.precision import (
+    PEAK_FLOPS,
+    Precision,
+    choose_precision,
+    peak_flops,
+    resolve_device,
+    scaler_step,
+)
 from gpt1_lib.train import main, read_metrics, train
 from gpt1_lib.trainer import Trainer, TrainingError
 
@@ -559,3 +568,52 @@ def test_a_finished_run_trains_on_when_resumed_with_a_larger_max_steps(corpus, w
     assert read_checkpoint(out / LAST)["config"]["max_steps"] == 10
     with pytest.raises(ConfigError, match="dropout"):  # what is computed may still not change
         train(None, out, resume=True, progress=False, work_dir=work_dir, overrides=["max_steps=12", "dropout=0.2"])
+
+
+def test_scaler_step_says_when_fp16_overflowed_and_the_step_was_skipped():
+    weight = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.SGD([weight], lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    scaler.scale(weight.sum()).backward()
+    assert scaler_step(scaler, opt) is False and not torch.equal(weight, torch.ones(3))
+    weight.grad = torch.tensor([1.0, math.inf, 1.0])  # as if fp16 had overflowed
+    before = weight.detach().clone()
+    assert scaler_step(scaler, opt) is True and torch.equal(weight, before)
+    assert scaler.get_scale() == 2.0**9  # halved
+    off = torch.amp.GradScaler("cpu", enabled=False)  # float32 and bfloat16: never a skip
+    weight.grad = torch.ones(3)
+    assert scaler_step(off, opt) is False
+
+
+def test_fp16_runs_log_the_loss_scale_and_the_skips_and_a_resume_keeps_the_count(
+    corpus, work_dir, tmp_path, monkeypatch
+):
+    """A scale far too large for fp16 (2^24): the first updates overflow, each skip halves the
+    scale, until it fits. Every metrics line says the scale and the skips so far; a resumed
+    run counts on from its checkpoint; a float32 run logs neither."""
+    big = functools.partial(torch.amp.GradScaler, init_scale=2.0**24)
+    monkeypatch.setattr(torch.amp, "GradScaler", big)
+    tensorboard = importlib.util.find_spec("tensorboard") is not None
+    cfg = tiny_config(corpus, max_steps=12, dtype="float16", tensorboard=tensorboard)
+    whole = train(cfg, tmp_path / "whole", progress=False, work_dir=work_dir)
+    records = read_metrics(tmp_path / "whole")
+    if tensorboard:  # and TensorBoard draws both
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(str(tmp_path / "whole" / "tensorboard" / "updates")).Reload()
+        skipped = [(e.step, e.value) for e in events.Scalars("fp16/skipped_updates")]
+        assert skipped == [(r["step"], r["skipped_updates"]) for r in records]
+        assert "fp16/loss_scale" in events.Tags()["scalars"]
+    skips = [r["skipped_updates"] for r in records]
+    assert skips == sorted(skips) and 0 < skips[-1] == whole["skipped_updates"] < 12
+    assert all(r["loss_scale"] == 2.0**24 / 2 ** r["skipped_updates"] for r in records)
+    train(cfg, tmp_path / "resumed", progress=False, work_dir=work_dir, until=6)
+    resumed = train(cfg, tmp_path / "resumed", resume=True, progress=False, work_dir=work_dir)
+    assert resumed["resumed_from"] is not None and resumed["skipped_updates"] == skips[-1]
+    kept = ("step", "train_loss", "loss_scale", "skipped_updates")  # not the wall-clock fields
+    assert [[r[k] for k in kept] for r in read_metrics(tmp_path / "resumed")] == [
+        [r[k] for k in kept] for r in records
+    ]
+    train(tiny_config(corpus, max_steps=12), tmp_path / "fp32", progress=False, work_dir=work_dir, until=2)
+    assert all("loss_scale" not in r and "skipped_updates" not in r
+               for r in read_metrics(tmp_path / "fp32"))  # fmt: skip
