@@ -13,9 +13,10 @@ CUDA GPU is at hand; it finishes within 6 minutes on one GPU, a T4 included, bec
    the kernels training runs, and bit for bit with deterministic kernels;
 4. `benchmarks/results/gpu.md`, naming the device.
 
-An update is what the trainer does per optimiser step: `grad_accum` micro-batches of
-`batch_size` x `n_ctx` tokens, forward and backward under autocast, unscale, clip, AdamW
-(fused), with random token ids (data loading is not timed). Without CUDA it says so in one line,
+An update is what the trainer does per optimiser step (`gpt1_lib.plan.UpdateTimer`, which
+`python -m gpt1_lib.train --plan` times too): `grad_accum` micro-batches of `batch_size` x
+`n_ctx` tokens, forward and backward under autocast, unscale, clip, AdamW (fused), with random
+token ids (data loading is not timed). Without CUDA it says so in one line,
 writes nothing and exits 0. The measuring functions take a `device`, so the tests run them on a
 CPU with a tiny config (tests/test_gpu_check.py).
 
@@ -52,8 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gpt1_lib import hardware  # noqa: E402
-from gpt1_lib.model import GPT, model_config  # noqa: E402
-from gpt1_lib.optim import make_optimizer  # noqa: E402
+from gpt1_lib.plan import UpdateTimer  # noqa: E402
 from gpt1_lib.precision import (  # noqa: E402
     Precision,
     autocast,
@@ -120,11 +120,6 @@ def mfu(tokens_per_s: float | None, flops_per_token: float, peak: float | None) 
     if not tokens_per_s or not peak:
         return None
     return tokens_per_s * flops_per_token / peak
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _free(device: torch.device) -> None:
@@ -227,61 +222,23 @@ def measure_update(
 
 def _measure(cfg, dev, precision, result, compile_model, warmup, min_updates, min_seconds,
              max_updates, seed) -> None:  # fmt: skip
-    torch.manual_seed(seed)
-    raw = GPT(model_config(cfg)).to(dev)
-    result.flops_per_token = model_flops_per_token(raw)
-    model = torch.compile(raw) if compile_model else raw
-    optimizer = make_optimizer(raw, cfg["lr"], cfg["weight_decay"])
-    scaler = torch.amp.GradScaler(dev.type, enabled=precision.use_scaler)
-    generator = torch.Generator().manual_seed(seed)
-    shape = (cfg["batch_size"], cfg["n_ctx"] + 1)
-    rows = [
-        torch.randint(cfg["vocab_size"], shape, generator=generator)
-        for _ in range(cfg["grad_accum"])
-    ]
-    batches = [(r[:, :-1].to(dev), r[:, 1:].to(dev)) for r in rows]
-    clip = cfg.get("grad_clip") or math.inf
-
-    def update() -> torch.Tensor:
-        total = torch.zeros((), device=dev)
-        for x, y in batches:
-            with autocast(dev.type, precision):
-                _, loss = model(x, y)
-            loss = loss.float() / len(batches)
-            scaler.scale(loss).backward()
-            total += loss.detach()
-        scaler.unscale_(optimizer)  # clip the true gradients, as the trainer does
-        torch.nn.utils.clip_grad_norm_(raw.parameters(), clip)
-        scaler.step(optimizer)  # skipped, and the scale halved, when fp16 overflowed
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        return total
-
-    first_scale = scaler.get_scale() if scaler.is_enabled() else None
-
+    timer = UpdateTimer(cfg, dev, precision, compile_model=compile_model, seed=seed)
+    result.flops_per_token = model_flops_per_token(timer.raw)
     for i in range(max(warmup, 1)):
-        _sync(dev)
-        start = time.perf_counter()
-        loss = update()
-        _sync(dev)
+        seconds = timer.run()
         if i == 0:
-            result.first_update_s = time.perf_counter() - start
+            result.first_update_s = seconds
     timed = 0.0
     while len(result.rates) < max_updates and (
         len(result.rates) < min_updates or timed < min_seconds
     ):
-        _sync(dev)
-        start = time.perf_counter()
-        loss = update()
-        _sync(dev)
-        seconds = time.perf_counter() - start
+        seconds = timer.run()
         timed += seconds
         result.rates.append(result.tokens_per_update / seconds)
-    result.loss = loss.item()
-    if first_scale is not None:  # the scale only grows after 2,000 clean updates: far off here
-        result.skipped_updates = round(math.log2(first_scale / scaler.get_scale()))
+    result.loss = timer.loss
+    result.skipped_updates = timer.skipped  # GradScaler skipped these (fp16 overflowed)
     if not compile_model:
-        result.sdpa = sdpa_kernels_ran(raw, *batches[0], precision)
+        result.sdpa = sdpa_kernels_ran(timer.raw, *timer.batches[0], precision)
 
 
 # ---- checkpoint -> resume -------------------------------------------------------------------

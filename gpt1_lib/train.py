@@ -6,11 +6,12 @@
 
 A run directory holds `config.yaml` (the resolved config), `metrics.jsonl` (one JSON object per
 logged update: step, train_loss, lr, grad_norm, tokens_seen, tokens_per_s, and val_loss/val_ppl
-when evaluated, mfu on a known GPU), `tokenizer.json` (the tokenizer used, so the run is
+when evaluated, mfu on a known GPU, loss_scale and skipped_updates with fp16's GradScaler), `tokenizer.json` (the tokenizer used, so the run is
 self-contained), `ckpt_last.pt` and `ckpt_best.pt`. Command line:
 
     python -m gpt1_lib.train --config smoke|cpu|t4|a10g|gpt1|path.yaml [--set key=value ...]
                              --out-dir DIR [--resume] [--until STEP]
+    python -m gpt1_lib.train --config t4 --plan      # what the run will cost; trains nothing
 
 and the same under `torchrun --nproc_per_node=N` for data-parallel training.
 """
@@ -31,7 +32,7 @@ from gpt1_lib.checkpoint import load_model
 from gpt1_lib.config import ConfigError, load_config
 from gpt1_lib.errors import GPT1Error
 from gpt1_lib.profiles import PROFILES, project_root
-from gpt1_lib.run_dir import read_metrics
+from gpt1_lib.run_dir import CONFIG, read_metrics
 from gpt1_lib.trainer import Trainer, TrainingError
 
 __all__ = ["USER_ERRORS", "Trainer", "TrainingError", "load_config", "load_model", "main",
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                         "with --resume it defaults to the run's config.yaml")  # fmt: skip
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config key (repeatable), e.g. --set lr=3e-4")  # fmt: skip
-    parser.add_argument("--out-dir", required=True, type=Path, help="the run directory")
+    parser.add_argument("--out-dir", type=Path, help="the run directory (required to train)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out-dir from its newest good checkpoint")  # fmt: skip
     parser.add_argument("--overwrite", action="store_true",
@@ -113,10 +114,25 @@ def main(argv: list[str] | None = None) -> int:
         "--until", type=int, metavar="STEP", help="stop after this update, with a checkpoint"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--plan", action="store_true", help="time a few updates here, print what "
+                        "the whole run will cost, and train nothing (appendix A4)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.config is None and not args.resume:
         parser.error("--config is required (it may be left out with --resume)")
+    if args.out_dir is None and not args.plan:
+        parser.error("--out-dir is required (it may be left out with --plan)")
     try:
+        if args.plan:  # a door: the plan is appendix A4's
+            from gpt1_lib.plan import plan_run
+
+            cfg = load_config(args.config or args.out_dir / CONFIG, args.overrides)
+            done = (
+                max((r["step"] for r in read_metrics(args.out_dir)), default=0)
+                if args.out_dir
+                else 0
+            )
+            print(plan_run(cfg, done=done).table())
+            return 0
         summary = train(args.config, args.out_dir, args.resume, not args.no_progress,
                         args.work_dir, args.until, args.overwrite, args.overrides)  # fmt: skip
     except USER_ERRORS as err:

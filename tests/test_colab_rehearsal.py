@@ -11,10 +11,14 @@ Chapter 08 runs as Colab runs it, changing only what cannot be reached from here
 - a small corpus in TinyStories' format (separate train and valid files) is the mirror;
 - the `t4` preset runs (fp16 autocast with a GradScaler), at a tiny size, through `GPT1_SET`.
 
-The kernel is killed in the middle of training (the disconnect); a second fresh runtime with
-the same Drive runs the notebook again. It must resume from the checkpoint on Drive, must not
-tokenise the unchanged corpus again, and its per-update losses must equal an uninterrupted
-run's. A third runtime declines Drive and must still train, and offer the results as a zip.
+The run trains on the runtime's disk and is copied to Drive after each slice (the rehearsal's
+slices are `eval_interval` updates: SLICE_MINUTES = 0). The kernel is killed in the middle of
+the second slice (the disconnect); a second fresh runtime with the same Drive runs the notebook
+again. It must resume from the first slice's copy on Drive (the disconnect lost one slice, no
+more), must not tokenise the unchanged corpus again, and its per-update losses must equal an
+uninterrupted run's. Other runtimes: the quick run (pre-LN, exported as GPT-2) to its end; a
+Drive too full for the plan's copies, which stops before training; a declined Drive; and the
+runtime's disk by choice, whose results are offered as a zip.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ TINY = (
 )
 MAX_STEPS, FIRST_SLICE, KILL_AT = 60, 20, 33
 RUN = Path("MyDrive/gpt1-from-scratch/runs/t4-gpt1")  # inside the "Drive"
+LOCAL_RUN = Path("runs/t4-gpt1")  # inside a runtime's /content, where it trains
 LOSS_KEYS = ("train_loss", "lr", "grad_norm", "val_loss")
 
 
@@ -111,6 +116,8 @@ def colab_notebook(repo: Path) -> nbformat.NotebookNode:
     install = next(c for c in nb.cells if c.cell_type == "code")
     assert install.source.count(f'"{REPO_URL}"') == 1 and "git+{REPO}@{REF}" in install.source
     install.source = install.source.replace(f'"{REPO_URL}"', f'"file://{repo}"')
+    slices = cell_with(nb, "SLICE_MINUTES = 20")  # a slice of eval_interval updates
+    slices.source = slices.source.replace("SLICE_MINUTES = 20", "SLICE_MINUTES = 0", 1)
     probe = "import gpt1_lib, json\nprint(json.dumps({'gpt1_lib': gpt1_lib.__file__}))"
     nb.cells.append(nbformat.v4.new_code_cell(probe))
     return nb
@@ -154,23 +161,28 @@ class Rehearsal:
         return env
 
     def runtime(self, name: str, kill_at: int | None = None, use_drive: bool = True,
-                stops: bool = False, **env_changes: str):  # fmt: skip
+                stops: bool = False, edits: dict[str, str] | None = None, **env_changes: str):  # fmt: skip
         """Run the notebook in a fresh runtime (an empty /content and an empty pip target);
-        with `kill_at`, kill the kernel once the run on Drive has logged that update. The
-        reader's `USE_DRIVE = False` with `use_drive=False`; `stops`: a cell is meant to fail."""
+        with `kill_at`, kill the kernel once the run training in /content has logged that
+        update. The reader's `USE_DRIVE = False` with `use_drive=False`, other edits of a
+        setting with `edits` (old text: new text); `stops`: a cell is meant to fail."""
         content, site = self.base / name / "content", self.base / name / "site"
         content.mkdir(parents=True)
         site.mkdir()
         nb = copy.deepcopy(self.notebook)
+        edits = dict(edits or {})
         if not use_drive:
-            cell = cell_with(nb, "USE_DRIVE = True")
-            cell.source = cell.source.replace("USE_DRIVE = True", "USE_DRIVE = False", 1)
+            edits["USE_DRIVE = True"] = "USE_DRIVE = False"
+        for old, new in edits.items():
+            cell = cell_with(nb, old)
+            cell.source = cell.source.replace(old, new)
         client = NotebookClient(nb, timeout=600, kernel_name="python3",
                                 resources={"metadata": {"path": str(content)}})  # fmt: skip
         killed = threading.Event()
         watcher = None
         if kill_at is not None:
-            watcher = threading.Thread(target=self._kill_when, args=(client, kill_at, killed))
+            watcher = threading.Thread(target=self._kill_when,
+                                       args=(client, content / LOCAL_RUN, kill_at, killed))  # fmt: skip
             watcher.start()
         try:
             client.execute(env=self.env(site, **env_changes))
@@ -186,8 +198,8 @@ class Rehearsal:
                 watcher.join()
         return nb, content, site
 
-    def _kill_when(self, client: NotebookClient, step: int, done: threading.Event) -> None:
-        metrics = self.drive / RUN / "metrics.jsonl"
+    def _kill_when(self, client: NotebookClient, run: Path, step: int, done: threading.Event) -> None:
+        metrics = run / "metrics.jsonl"
         while not done.is_set():
             lines = metrics.read_text().splitlines() if metrics.is_file() else []
             if any(json.loads(line)["step"] >= step for line in lines if line.endswith("}")):
@@ -224,11 +236,13 @@ def rehearsal(tmp_path_factory):
 @pytest.fixture(scope="module")
 def sessions(rehearsal):
     """Session 1, killed mid-training; then session 2 on the same Drive, to the end."""
-    first, _, site1 = rehearsal.runtime("runtime1", kill_at=KILL_AT)
+    first, content1, site1 = rehearsal.runtime("runtime1", kill_at=KILL_AT)
     run = rehearsal.drive / RUN
     state = {
         "ckpt_step": torch.load(run / "ckpt_last.pt", weights_only=True)["step"],
         "metrics": metrics(run),
+        "trained": metrics(content1 / LOCAL_RUN),  # what the killed runtime had done, lost with it
+        "drive_files": sorted(p.name for p in run.iterdir()),
         "tokens": token_files(rehearsal.drive / "MyDrive/gpt1-from-scratch/cache/tokens"),
         "calls": calls(rehearsal.log),
     }
@@ -249,11 +263,21 @@ def test_a_cpu_runtime_is_warned_loudly_before_anything_trains(sessions):
     assert "NO GPU" in setup and "Runtime -> Change runtime type -> T4 GPU" in setup
 
 
-def test_the_disconnect_came_in_the_middle_of_training(sessions):
+def test_the_disconnect_in_the_second_slice_lost_that_slice_and_no_more(sessions):
     state = sessions["after_kill"]
-    assert FIRST_SLICE < state["ckpt_step"] < MAX_STEPS
-    assert max(state["metrics"]) >= KILL_AT
+    assert max(state["trained"]) >= KILL_AT > FIRST_SLICE  # killed in the middle of slice two
+    # Drive holds the run as the first slice left it: its checkpoint and its metrics
+    assert state["ckpt_step"] == FIRST_SLICE and max(state["metrics"]) == FIRST_SLICE
+    assert all(state["metrics"][s] == state["trained"][s] for s in state["metrics"])
     assert [c["call"] for c in state["calls"]] == ["drive.mount"]  # killed before any flush
+
+
+def test_drive_holds_one_whole_copy_of_each_file_and_nothing_half_written(sessions):
+    """One copy per checkpoint (the replaced ones are Drive's Trash's), no temporary file, no
+    lock: only what a run keeps, written aside and renamed into place."""
+    expected = ["ckpt_best.pt", "ckpt_last.pt", "config.yaml", "metrics.jsonl", "tokenizer.json"]
+    assert sessions["after_kill"]["drive_files"] == expected
+    assert sorted(p.name for p in sessions["run"].iterdir() if p.is_file()) == expected
 
 
 def test_the_second_runtime_resumed_from_the_checkpoint_on_drive(sessions):
@@ -290,9 +314,9 @@ def test_losses_after_the_resume_equal_an_uninterrupted_run(rehearsal, sessions,
     ).read_text()
     assert sorted(reference) == sorted(resumed) == list(range(1, MAX_STEPS + 1))
     assert resumed == reference  # exactly: every loss, lr, gradient norm and validation loss
-    before_kill = sessions["after_kill"]["metrics"]
+    before_kill = sessions["after_kill"]["trained"]
     redone = [s for s in before_kill if s > sessions["after_kill"]["ckpt_step"]]
-    assert all(before_kill[s] == resumed[s] for s in redone)  # work lost to the kill, redone
+    assert redone and all(before_kill[s] == resumed[s] for s in redone)  # lost to the kill, redone
 
 
 def test_drive_holds_what_the_reader_takes_away_and_is_flushed_at_the_end(rehearsal, sessions):
@@ -331,3 +355,31 @@ def test_a_run_on_local_disk_by_choice_trains_and_offers_its_files(rehearsal):
     with zipfile.ZipFile(offered[0]["path"]) as zf:
         names = set(zf.namelist())
     assert {"gpt1-t4-gpt1/08_curves_t4.png", "gpt1-t4-gpt1/hf/config.json"} <= names
+
+
+def test_the_quick_run_trains_to_its_end_and_exports_as_gpt2(rehearsal):
+    """RUN = "quick" trains a pre-LN model: it runs to the end of the chapter, its export in
+    GPT-2's layout (transformers' GPT2LMHeadModel) copied to Drive beside the run."""
+    nb, content, _ = rehearsal.runtime(
+        "quick", edits={'RUN = "gpt1"': 'RUN = "quick"'},
+        GPT1_SET=TINY.replace("max_steps=60", "max_steps=10").replace("eval_interval=20", "eval_interval=5"),
+    )  # fmt: skip
+    run = rehearsal.drive / "MyDrive/gpt1-from-scratch/runs/t4-quick"
+    ckpt = torch.load(run / "ckpt_last.pt", weights_only=True)
+    assert ckpt["step"] == 10 and ckpt["config"]["pre_ln"] is True
+    assert json.loads((run / "hf" / "config.json").read_text())["model_type"] == "gpt2"
+    assert "Drive is flushed and unmounted" in output_text(cell_with(nb, "drive.flush_and_unmount()"))
+
+
+def test_a_drive_too_full_for_the_run_stops_before_the_first_update(rehearsal, tmp_path):
+    """The plan's copies would not fit: one line says how much is free and what to do, and
+    nothing has trained (a Drive of its own, whose free space the edit makes 1 MB)."""
+    nb, content, _ = rehearsal.runtime(
+        "full", stops=True, COLAB_STUB_DRIVE=str(tmp_path / "drive"),
+        edits={"shutil.disk_usage(drive_home).free": "1_000_000"},
+    )  # fmt: skip
+    plan = output_text(cell_with(nb, "plan_run("))
+    assert "plan: 2 layers x 32 on cpu, float16 + GradScaler" in plan
+    assert "RuntimeError" in plan and "Google Drive has 0.0 GB free and this run would write" in plan
+    assert "empty the Trash or free space on Drive, or raise SLICE_MINUTES" in plan
+    assert not list(content.rglob("ckpt_*.pt")) and not list(tmp_path.rglob("ckpt_*.pt"))

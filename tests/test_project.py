@@ -75,6 +75,7 @@ DOORS = {
     ("tokenizer", "corpus"),  # prepare_tokenizer fetches its corpus (A1)
     ("run_data", "token_cache"),  # a run's token ids (A1)
     ("trainer", "tensorboard_log"),  # `tensorboard: true` (A4)
+    ("train", "plan"),  # `python -m gpt1_lib.train --plan` (A4)
 }
 
 
