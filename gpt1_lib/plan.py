@@ -153,12 +153,6 @@ class Plan:
         per_eval = self.cfg["eval_iters"] * self.seconds_per_update / self.cfg["grad_accum"] / 3
         return self.updates_left * self.seconds_per_update + evals * per_eval
 
-    def slice_updates(self, seconds_per_update: float | None = None) -> int:
-        """Updates in a slice of about `slice_minutes` (chapter 08 passes each slice's own
-        speed): an evaluation interval at least, so that each slice ends with a validation."""
-        seconds = seconds_per_update or self.seconds_per_update
-        return max(self.cfg["eval_interval"], int(60 * self.slice_minutes / seconds))
-
     @property
     def slices(self) -> int:
         return math.ceil(self.updates_left / self.slice_updates())
@@ -176,6 +170,12 @@ class Plan:
                 (sum(self.first_session.values()) + self.train_seconds) / (3600 * SESSION_HOURS)
             ),
         )
+
+    def slice_updates(self, seconds_per_update: float | None = None) -> int:
+        """Updates in a slice of about `slice_minutes` (chapter 08 passes each slice's own speed):
+        an evaluation interval at least, so that each slice ends with a validation."""
+        seconds = seconds_per_update or self.seconds_per_update
+        return max(self.cfg["eval_interval"], int(60 * self.slice_minutes / seconds))
 
     def table(self) -> str:
         """The plan as a reader reads it: one row per cost, and how it was found."""

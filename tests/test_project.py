@@ -252,6 +252,24 @@ def test_every_module_has_at_most_300_lines():
     assert set(OVER_FOR_NOW) <= set(sizes)
 
 
+MAX_EXPORTED_CELL_LINES = 60  # CONTRIBUTING.md: "no exported cell longer than about 60 lines"
+
+
+def test_no_exported_cell_is_longer_than_60_lines():
+    """A reader reads an exported cell at once; a longer one is split where its ideas part (a
+    class too long for one cell grows by `add_to_class`)."""
+    import nbformat
+
+    long = []
+    for path in sorted((ROOT / "notebooks").glob("[0-9A][0-9]_*.ipynb")):
+        for i, cell in enumerate(nbformat.read(path, as_version=4).cells):
+            lines = cell.source.splitlines()
+            if cell.cell_type == "code" and lines and lines[0].startswith("#| export"):
+                if len(lines) > MAX_EXPORTED_CELL_LINES:
+                    long.append(f"{path.name} cell {i}: {len(lines)} lines")
+    assert not long, "exported cells too long to read at once:\n" + "\n".join(long)
+
+
 def test_the_machinery_share_counts_sections_and_cells_as_contributing_says(tmp_path):
     import nbformat
 
