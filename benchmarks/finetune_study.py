@@ -56,7 +56,7 @@ from gpt1_lib.shakespeare_tasks import shakespeare_tasks  # noqa: E402
 from gpt1_lib.tasks import Example, Task  # noqa: E402
 from gpt1_lib.tokenizer import load_tokenizer  # noqa: E402
 from gpt1_lib.train import train  # noqa: E402
-from gpt1_lib.zero_shot import fit_threshold, zero_shot_scores  # noqa: E402
+from gpt1_lib.zero_shot import zero_shot_correct  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "finetune_study.json"
 RUN = ROOT / "build" / "cpu" / "runs" / "06_training"  # chapter 06's run of the cpu preset
@@ -96,18 +96,6 @@ def one_run(job: dict[str, Any]) -> dict[str, Any]:
     if job["test"]:
         result["correct"] = (predict(model, data["test"]) == data["test"].labels).int().tolist()
     return result
-
-
-def zero_shot_correct(task: Task) -> list[int]:
-    """The zero-shot heuristic (chapter 09 §8) example by example on `test`."""
-    lm, tok = _state["lm"], _state["tok"]
-    labels = torch.tensor([ex.label for ex in task.splits["test"]])
-    scores = zero_shot_scores(lm, tok, task, "test")
-    if task.kind == "multiple_choice":
-        return (scores.argmax(1) == labels).int().tolist()
-    train_labels = torch.tensor([ex.label for ex in task.splits["train"]])
-    cut, above = fit_threshold(zero_shot_scores(lm, tok, task, "train"), train_labels)
-    return (((scores > cut) == above).long() == labels).int().tolist()
 
 
 # ---- cue checks: what surface features alone can do --------------------------------------------
@@ -227,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         "tasks": {t: {"kind": task.kind, "chance": task.chance, "train": len(task.splits["train"]),
                       "valid": len(task.splits["valid"]), "test": len(task.splits["test"])}
                   for t, task in tasks.items()},
-        "zero_shot": {t: zero_shot_correct(task) for t, task in tasks.items()},
+        "zero_shot": {t: zero_shot_correct(_state["lm"], _state["tok"], task).int().tolist()
+                      for t, task in tasks.items()},
         "comparisons": comparisons,
         "layers": {str(k): v for k, v in sorted(layers.items())},
         "all_examples": more,

@@ -227,22 +227,22 @@ def plan_run(cfg: dict[str, Any], *, updates: int = 3, done: int = 0,
             " (no GPU here: as device=cpu would run)",
         )
     device = torch.device(resolve_device(cfg["device"]))
-    capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+    cuda = device.type == "cuda"
+    capability = torch.cuda.get_device_capability(device) if cuda else None
     precision = choose_precision(device.type, cfg["dtype"], capability)
-    if device.type == "cuda":
+    if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     with training_settings(device, capability):
         timer = UpdateTimer(cfg, device, precision, compile_model=cfg["compile"], seed=cfg["seed"])
         timer.run()
         seconds = statistics.median(timer.run() for _ in range(updates))
-    cuda = device.type == "cuda"
+    weights = timer.raw.state_dict()
     return Plan(
         cfg, torch.cuda.get_device_name(device) if cuda else "cpu" + where,
         precision.name + (" + GradScaler" if precision.use_scaler else ""), seconds, updates,
         model_flops_per_token(timer.raw), device_peak_flops(device),
         torch.cuda.max_memory_allocated(device) if cuda else None,
         torch.cuda.get_device_properties(device).total_memory if cuda else None,
-        (tensor_bytes(timer.raw.state_dict(), timer.optimizer.state_dict()),
-         tensor_bytes(timer.raw.state_dict())),
+        (tensor_bytes(weights, timer.optimizer.state_dict()), tensor_bytes(weights)),
         done, dict(first_session or {}), token_bytes, slice_minutes,
     )  # fmt: skip

@@ -73,16 +73,24 @@ def fit_threshold(scores: torch.Tensor, labels: torch.Tensor) -> tuple[float, bo
     )
 
 
-def zero_shot(gpt: GPT, tokenizer: Tokenizer, task: Task, split: str = "test") -> float:
-    """Accuracy of the zero-shot heuristic on `split` (thresholds fitted on the train split)."""
+def zero_shot_correct(
+    gpt: GPT, tokenizer: Tokenizer, task: Task, split: str = "test"
+) -> torch.Tensor:
+    """Whether the zero-shot heuristic gets each example of `split` right (thresholds fitted on
+    the train split): example by example, so two models can be compared on the same examples."""
     labels = torch.tensor([ex.label for ex in task.splits[split]])
     scores = zero_shot_scores(gpt, tokenizer, task, split)
     if task.kind == "multiple_choice":
-        return (scores.argmax(1) == labels).float().mean().item()
+        return scores.argmax(1) == labels
     if task.n_classes != 2:
         raise FineTuneError(
             f"the zero-shot threshold needs two classes, {task.name} has {task.n_classes}"
         )
     train = torch.tensor([ex.label for ex in task.splits["train"]])
     cut, above = fit_threshold(zero_shot_scores(gpt, tokenizer, task, "train"), train)
-    return (((scores > cut) == above).long() == labels).float().mean().item()
+    return ((scores > cut) == above).long() == labels
+
+
+def zero_shot(gpt: GPT, tokenizer: Tokenizer, task: Task, split: str = "test") -> float:
+    """Accuracy of the zero-shot heuristic on `split`."""
+    return zero_shot_correct(gpt, tokenizer, task, split).float().mean().item()
