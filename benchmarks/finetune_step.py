@@ -33,8 +33,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gpt1_lib.finetune_loop import finetune_config, update  # noqa: E402
-from gpt1_lib.finetune_model import Encoded, FineTuneModel, grow_vocab  # noqa: E402
+from gpt1_lib.finetune_model import FineTuneModel, collate, grow_vocab  # noqa: E402
 from gpt1_lib.hardware import cpu_name  # noqa: E402
 from gpt1_lib.model import GPT, model_config  # noqa: E402
 from gpt1_lib.optim import make_optimizer  # noqa: E402
@@ -52,6 +51,15 @@ def pretraining_update(model: GPT, optimizer, idx: torch.Tensor) -> None:
     optimizer.step()
 
 
+def finetuning_update(model: FineTuneModel, optimizer, batch: tuple, lm_coef: float) -> None:
+    """The fine-tuning loop's update (`FineTuner`): L3 = L2 + lm_coef·L1, clipped, AdamW."""
+    out = model(*batch, lm_coef=lm_coef)
+    optimizer.zero_grad(set_to_none=True)
+    out.loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+
+
 def contenders(preset: str, batch: int, choices: int, T: int, seed: int = 0) -> dict:
     """name -> (tokens per update, a function doing one update), all from the same weights."""
     torch.manual_seed(seed)
@@ -62,8 +70,8 @@ def contenders(preset: str, batch: int, choices: int, T: int, seed: int = 0) -> 
     grow_vocab(ft_gpt, 3)
     ids = torch.randint(0, config.vocab_size, (batch, choices, T))
     ids[:, :, -1] = config.vocab_size + 2  # every sequence ends on _classify_
-    data = Encoded([x.tolist() for x in ids], torch.randint(0, choices, (batch,)))
-    rows = torch.arange(batch)
+    labels = torch.randint(0, choices, (batch,))
+    ft_batch = (*collate([x.tolist() for x in ids]), labels)
     flat = torch.cat([ids.view(batch * choices, T), ids.view(batch * choices, T)[:, :1]], 1)
     flat = flat.clamp(max=config.vocab_size - 1)  # one more token: T inputs, T targets
     lm_opt = make_optimizer(lm, 1e-4, 0.01)
@@ -76,10 +84,9 @@ def contenders(preset: str, batch: int, choices: int, T: int, seed: int = 0) -> 
     for name, coef in (("fine-tuning, L2 + 0.5 L1", 0.5), ("fine-tuning, L2 only", 0.0)):
         model = FineTuneModel(ft_gpt if coef else _copy(ft_gpt), "multiple_choice", choices)
         opt = make_optimizer(model, 1e-4, 0.01)
-        cfg = finetune_config({"lm_coef": coef})
         out[name] = (
             batch * choices * T,
-            lambda m=model, o=opt, c=cfg: update(m, o, data, rows, 1e-4, c),
+            lambda m=model, o=opt, c=coef: finetuning_update(m, o, ft_batch, c),
         )
     return out
 

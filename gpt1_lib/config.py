@@ -87,19 +87,29 @@ def config_differences(
     return sorted(k for k in keys if saved.get(k) != current.get(k))
 
 
-def diverged_advice(cfg: dict[str, Any]) -> str:
-    """What to change after the loss became inf or NaN: a gentler start, or more precision."""
-    return (f"Try a lower lr (now {cfg['lr']}), a longer warmup_steps (now {cfg['warmup_steps']}), "
-            "grad_clip=1.0 or dtype=float32, in a new --out-dir")  # fmt: skip
+def diverged_message(cfg: dict[str, Any], value: float, update: int, out_dir: os.PathLike | None,
+                     last_saved: int | None) -> str:  # fmt: skip
+    """The one line after the loss became inf or NaN: nothing was saved, and what to change (a
+    gentler start, or more precision)."""
+    kept = f"last saved at step {last_saved}" if last_saved else "none saved yet"
+    where = f"the checkpoints in {out_dir} ({kept}) are" if out_dir else "nothing is"
+    warmup = "warmup_steps" if "warmup_steps" in cfg else "warmup"  # fine-tuning's is a fraction
+    return (f"the training loss became {value} at update {update}; stopped without saving, so "
+            f"{where} untouched. Try a lower lr (now {cfg['lr']}), a longer {warmup} (now "
+            f"{cfg[warmup]}), grad_clip=1.0 or dtype=float32, in a new --out-dir")  # fmt: skip
 
 
-def out_of_memory_advice(cfg: dict[str, Any]) -> str:
-    """What to change after a CUDA out-of-memory error: a smaller micro-batch, the same update."""
+def out_of_memory_message(cfg: dict[str, Any]) -> str:
+    """The one line after a CUDA out-of-memory error: the settings, and a smaller micro-batch
+    for the same update."""
     b, accum = cfg["batch_size"], cfg["grad_accum"]
+    n_ctx = f", n_ctx={cfg['n_ctx']}" if "n_ctx" in cfg else ""  # fine-tuning has none
+    where = f"out of GPU memory at batch_size={b}, grad_accum={accum}{n_ctx}: "
     if b == 1:
-        return f"batch_size is 1 already: lower n_ctx (now {cfg['n_ctx']}) or use a larger GPU"
+        shorter = f"lower n_ctx (now {cfg['n_ctx']})" if n_ctx else "use shorter examples"
+        return where + f"batch_size is 1 already: {shorter} or use a larger GPU"
     smaller = b // 2 if b % 2 == 0 else 1
-    return (
+    return where + (
         f"lower batch_size and raise grad_accum by the same factor, which keeps the {b * accum} "
         f"sequences of an update, e.g. --set batch_size={smaller} --set grad_accum={accum * b // smaller}"
     )

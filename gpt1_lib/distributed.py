@@ -15,6 +15,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from gpt1_lib.precision import resolve_device
+
 # How long the other processes wait for work only the main process does (a first session's
 # download, tokenizer and token ids): NCCL's collectives give up after 10 minutes.
 PATIENCE = datetime.timedelta(hours=6)
@@ -77,3 +79,16 @@ def start_processes(device_type: str) -> Processes:
     patient = dist.new_group(backend="gloo", timeout=PATIENCE)  # every process makes it, in order
     return Processes(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")),
                      patient)  # fmt: skip
+
+
+def place(device: str) -> tuple[Processes, torch.device]:
+    """This process's place in a run: its `Processes`, and its device (`device` of the config,
+    resolved; under torchrun on GPUs, one GPU per process, made the current one)."""
+    device = resolve_device(device)
+    procs = start_processes(device.split(":")[0])
+    if device.startswith("cuda") and procs.world > 1:
+        device = f"cuda:{procs.local_rank}"
+    where = torch.device(device)
+    if where.index is not None:
+        torch.cuda.set_device(where)
+    return procs, where

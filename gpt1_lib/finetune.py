@@ -12,7 +12,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import shutil
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,23 +22,19 @@ import torch
 import yaml
 from tokenizers import Tokenizer
 
-from gpt1_lib.atomic import write_text_atomically
 from gpt1_lib.config import parse_overrides
 from gpt1_lib.corpus import fetch
-from gpt1_lib.distributed import Processes
 from gpt1_lib.errors import GPT1Error
-from gpt1_lib.finetune_checkpoint import BEST, LAST
 from gpt1_lib.finetune_hf import save_hf
-from gpt1_lib.finetune_loop import FINETUNE_DEFAULTS, _finetune, finetune_config, prepare
-from gpt1_lib.finetune_model import FineTuneError, device_of
+from gpt1_lib.finetune_loop import FINETUNE_DEFAULTS, FineTuner, finetune_config, prepare
+from gpt1_lib.finetune_model import FineTuneError
 from gpt1_lib.load import load  # chapter 07's one loader: a run folder, an HF folder, a hub id
 from gpt1_lib.model import GPT
-from gpt1_lib.precision import resolve_device, training_settings
-from gpt1_lib.run_dir import check_run_folder, exclusive, make_run_folder
+from gpt1_lib.precision import resolve_device
+from gpt1_lib.run_dir import CONFIG, HF
 from gpt1_lib.shakespeare_tasks import shakespeare_tasks
 from gpt1_lib.task_files import load_task
 from gpt1_lib.tasks import Task
-from gpt1_lib.tokenizer import save_tokenizer
 
 
 def load_language_model(source: str | Path, device: str = "cpu") -> tuple[GPT, Tokenizer]:
@@ -49,30 +45,12 @@ def load_language_model(source: str | Path, device: str = "cpu") -> tuple[GPT, T
         raise FineTuneError(f"{source} is not a language model to fine-tune: {err}") from None
 
 
-FINETUNE_FILES = (LAST, BEST, "metrics.jsonl", "finetune.yaml", "tokenizer.json", ".lock", "hf")
-
-
-def remove_finetune_files(out: Path) -> None:
-    """--overwrite: delete what a fine-tuning run wrote into `out` (not the lock we hold, nor
-    anything else), and say what by name."""
-    gone = [out / n for n in FINETUNE_FILES[:-2] if (out / n).is_file()]
-    gone += [p for p in out.glob(".*.tmp") if p.is_file()]  # write_atomically's leftovers
-    hf = out / "hf"
-    for path in gone:
-        path.unlink()
-    if hf.is_dir():
-        shutil.rmtree(hf)
-        gone.append(hf)
-    if gone:
-        print(f"removed the fine-tuning run in {out}: {', '.join(p.name for p in gone)}")
-
-
 def resumed_settings(
     out_dir: Path, overrides: dict[str, Any] | Sequence[str] | None
 ) -> dict[str, Any]:
-    """A resume's settings: the run's own (its finetune.yaml), then `overrides` on top, as
-    `python -m gpt1_lib.train --resume` starts from the run's config.yaml."""
-    saved = out_dir / "finetune.yaml"
+    """A resume's settings: the run's own (its config.yaml), then `overrides` on top, as
+    `python -m gpt1_lib.train --resume` does."""
+    saved = out_dir / CONFIG
     settings = yaml.safe_load(saved.read_text(encoding="utf-8")) if saved.is_file() else {}
     own = {k: v for k, v in (settings or {}).items() if k in FINETUNE_DEFAULTS}
     return {**own, **parse_overrides(overrides)}
@@ -121,19 +99,11 @@ def run(checkpoint: str | Path, task: str | Path | Task, out_dir: str | Path,
     inputs = run_inputs(gpt, tokenizer, task)
     model, data, tokenizer = prepare(gpt, tokenizer, task, cfg)
     cfg = {**cfg, "checkpoint": str(checkpoint), "task": task.name}  # a resume must match these
-    out = Path(out_dir)
-    make_run_folder(out)
-    with exclusive(out, Processes()):  # before anything is written: a refused run writes nothing
-        check_run_folder(out, FINETUNE_FILES)
-        if overwrite:
-            remove_finetune_files(out)
-        if not (out / LAST).is_file():  # a new run; a resumed (or refused) one keeps its files
-            save_tokenizer(tokenizer, out / "tokenizer.json")
-            write_text_atomically(out / "finetune.yaml", yaml.safe_dump(cfg, sort_keys=False))
-        with training_settings(device_of(model)):
-            summary = _finetune(model, data, cfg, out, resume, until, progress, inputs)
-    if "test_accuracy" in summary:
-        summary["hf"] = save_hf(model, tokenizer, out / "hf", labels=task.labels)
+    out = Path(out_dir)  # chapter 06's run folder: a refused run writes nothing
+    tuner = FineTuner(cfg, model, data, out, progress, inputs, tokenizer)
+    summary = tuner.fit(resume, until, overwrite)
+    if "test_accuracy" in summary and tuner.procs.main:  # under torchrun, one process exports
+        summary["hf"] = save_hf(model, tokenizer, out / HF, labels=task.labels)
     return {"task": task.name, "kind": task.kind, "chance": task.chance, **summary}
 
 
@@ -156,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run in --out-dir, with its own settings (finetune.yaml)",
+        help="continue the run in --out-dir, with its own settings (config.yaml)",
     )
     parser.add_argument("--overwrite", action="store_true",
                         help="delete the fine-tuning run in --out-dir and start again")  # fmt: skip
@@ -172,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # the exit status of python -m gpt1_lib.train's Ctrl-C too
         print(f"\ninterrupted: continue with --resume --out-dir {args.out_dir}", file=sys.stderr)
         return 130
-    print(json.dumps(summary, indent=1))
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, the main process says it
+        print(json.dumps(summary, indent=1))
     return 0
 
 

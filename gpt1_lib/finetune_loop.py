@@ -2,13 +2,13 @@
 # Change the notebook, then run `make export`.
 
 
-"""GPT-1's fine-tuning recipe and its loop: the settings, the transfer of pre-trained weights,
-a linear warmup then a linear decay, and checkpoints that resume exactly."""
+"""GPT-1's fine-tuning recipe, run by chapter 06's training loop: the settings, the transfer of
+pre-trained weights, a linear warmup then a linear decay, and `FineTuner`, the loop given a
+task's batches, its loss and its score."""
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -16,9 +16,8 @@ from typing import Any
 
 import torch
 from tokenizers import Tokenizer
-from tqdm.auto import tqdm
 
-from gpt1_lib.checkpoint import atomic_save
+from gpt1_lib.checkpoint import BEST, TOKENIZER, read_checkpoint
 from gpt1_lib.config import (
     Check,
     ConfigError,
@@ -30,14 +29,11 @@ from gpt1_lib.config import (
     optional,
     parse_overrides,
 )
-from gpt1_lib.distributed import Processes
-from gpt1_lib.finetune_checkpoint import BEST, FORMAT, save_checkpoint, start_or_resume
 from gpt1_lib.finetune_model import (
     SPECIAL,
     Encoded,
     FineTuneError,
     FineTuneModel,
-    FineTuneOutput,
     accuracy,
     add_special_tokens,
     batch_rows,
@@ -46,15 +42,15 @@ from gpt1_lib.finetune_model import (
     encode_task,
     grow_vocab,
 )
+from gpt1_lib.loop import TrainingLoop
 from gpt1_lib.model import GPT, init_weights
-from gpt1_lib.optim import make_optimizer
-from gpt1_lib.precision import training_settings
-from gpt1_lib.run_dir import append_metrics, exclusive
 from gpt1_lib.tasks import Task
+from gpt1_lib.tokenizer import save_tokenizer
 
 FINETUNE_DEFAULTS: dict[str, Any] = {
     "lr": 6.25e-5,  # GPT-1's fine-tuning learning rate
-    "batch_size": 32,  # examples per update (a multiple-choice example is all its choices)
+    "batch_size": 32,  # examples per update (a multiple-choice example is all its choices),
+    "grad_accum": 1,  # in this many micro-batches of batch_size each (chapter 06), for a GPU
     "epochs": 3,
     "warmup": 0.002,  # fraction of the updates in the linear warmup (warmup_linear)
     "weight_decay": 0.01,  # decoupled, on weights of rank >= 2 only
@@ -68,6 +64,9 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
     "ckpt_interval": 50,  # updates between checkpoints of a run directory
     "seed": 42,
     "device": "auto",
+    "dtype": "auto",  # float32 on a CPU; mixed precision on a GPU (chapter 06)
+    "compile": False,  # torch.compile the model
+    "tensorboard": False,  # also log to out_dir/tensorboard (appendix A4)
 }
 
 
@@ -80,12 +79,12 @@ def _lm_coef(key: str, value: Any) -> float:
 
 
 FINETUNE_CHECKS: dict[str, Check] = {
-    "batch_size": at_least(1), "epochs": at_least(1), "ckpt_interval": at_least(1),
+    "batch_size": at_least(1), "grad_accum": at_least(1), "epochs": at_least(1), "ckpt_interval": at_least(1),
     "eval_interval": at_least(0), "seed": at_least(0), "transfer_layers": optional(at_least(-1)),
     "lr": between(0.0, 1.0, low_open=True), "warmup": between(0.0, 1.0),
     "weight_decay": between(0.0, 1.0), "dropout": between(0.0, 0.99),
     "clf_dropout": between(0.0, 0.99), "grad_clip": optional(between(0.0, math.inf, low_open=True)),
-    "truncate": checked_bool, "lm_coef": _lm_coef,
+    "truncate": checked_bool, "lm_coef": _lm_coef, "compile": checked_bool, "tensorboard": checked_bool,
 }  # fmt: skip
 
 
@@ -124,10 +123,10 @@ def transfer(gpt: GPT, layers: int | None) -> GPT:
     return gpt
 
 
-def check_batch_size(n_train: int, batch_size: int) -> None:
-    if n_train < batch_size:
-        raise FineTuneError(f"the train split has {n_train} examples, fewer than "
-                            f"batch_size={batch_size}: lower batch_size")  # fmt: skip
+def check_batch_size(n_train: int, per_update: int) -> None:
+    if n_train < per_update:
+        raise FineTuneError(f"the train split has {n_train} examples, fewer than one update's "
+                            f"{per_update} (batch_size × grad_accum): lower batch_size")  # fmt: skip
 
 
 def prepare(gpt: GPT, tokenizer: Tokenizer, task: Task, cfg: dict[str, Any]
@@ -143,7 +142,7 @@ def prepare(gpt: GPT, tokenizer: Tokenizer, task: Task, cfg: dict[str, Any]
     transfer(fresh, cfg["transfer_layers"])
     model = FineTuneModel(fresh, task.kind, task.n_classes, cfg["clf_dropout"]).to(device_of(gpt))
     data = encode_task(task, tokenizer, fresh.config.n_ctx, special, cfg["truncate"])
-    check_batch_size(len(data["train"]), cfg["batch_size"])
+    check_batch_size(len(data["train"]), cfg["batch_size"] * cfg["grad_accum"])
     if not len(data["valid"]) or not len(data["test"]):
         raise FineTuneError(f"{task.name} needs examples in its valid and test splits (GPT-1 kept "
                             "the best validation epoch): add rows with split valid/test, or "
@@ -158,90 +157,116 @@ def prepare(gpt: GPT, tokenizer: Tokenizer, task: Task, cfg: dict[str, Any]
     return model, data, tokenizer
 
 
-def update(model: FineTuneModel, optimizer: torch.optim.Optimizer, data: Encoded,
-           rows: torch.Tensor, lr: float, cfg: dict[str, Any]) -> FineTuneOutput:  # fmt: skip
-    """One fine-tuning update on the examples `rows`: L3 = L2 + λ·L1, clipped, AdamW."""
-    device = device_of(model)
-    idx, mask, last = (t.to(device) for t in collate([data.seqs[r] for r in rows]))
-    out = model(idx, mask, last, data.labels[rows].to(device), cfg["lm_coef"])
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    optimizer.zero_grad(set_to_none=True)
-    out.loss.backward()
-    if cfg["grad_clip"]:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
-    optimizer.step()
-    return out
+INPUTS = {
+    "task": "the task's examples",
+    "pretrained": "the pre-trained model behind --checkpoint",
+    "tokenizer": "the pre-trained model's tokenizer",
+}  # what a fine-tuning run fine-tunes (`run_inputs` digests them), in words
+
+
+class FineTuner(TrainingLoop):
+    """Chapter 06's training loop, fine-tuning a model `prepare` made on a task's encoded splits:
+    batches of examples drawn per epoch, GPT-1's loss L3 and `warmup_linear` schedule, scored by
+    validation accuracy; at the end, the test accuracy of the best validation weights, the ones
+    GPT-1 kept. In a run directory it checkpoints, logs and resumes as pre-training does, with
+    `inputs` (`run_inputs`) recorded and compared on resume, and `tokenizer` saved beside."""
+
+    score_name, higher_is_better = "valid_accuracy", True
+
+    def __init__(self, cfg: dict[str, Any], model: FineTuneModel, data: dict[str, Encoded],
+                 out_dir: str | Path | None = None, progress: bool = True,
+                 inputs: dict[str, str] | None = None, tokenizer: Tokenizer | None = None) -> None:  # fmt: skip
+        check_batch_size(len(data["train"]), cfg["batch_size"] * cfg["grad_accum"])
+        super().__init__(cfg, out_dir, progress)
+        self.task_model, self.data, self.tokenizer = model, data, tokenizer
+        self.inputs, self.input_names = dict(inputs or {}), INPUTS
+        self.best_state: dict[str, torch.Tensor] | None = None  # the weights of the best score
+        self.parts: list[tuple[float, float | None]] = []  # L2 and L1 of this update's batches
+
+    def prepare_data(self, resuming: bool) -> None:
+        """The run's length (whole epochs of whole updates) and how often it evaluates (every
+        epoch unless eval_interval says); a new run folder gets the tokenizer."""
+        cfg = self.cfg
+        per_update = cfg["batch_size"] * cfg["grad_accum"]
+        self.per_epoch = len(self.data["train"]) // per_update
+        self.max_steps = self.per_epoch * cfg["epochs"]
+        self.eval_every, self.log_every = cfg["eval_interval"] or self.per_epoch, 1
+        self.tokens_per_step = per_update  # examples, here
+        self.epoch_rows: tuple[int, list[torch.Tensor]] = (-1, [])  # one epoch's batches
+        if self.out_dir and self.tokenizer and self.procs.main and not resuming:
+            save_tokenizer(self.tokenizer, self.out_dir / TOKENIZER)
+
+    def make_model(self) -> FineTuneModel:
+        return self.task_model
+
+    def seed(self) -> None:
+        """The dropout masks go on from where `prepare` seeded torch (with cfg["seed"]), so a
+        run draws what it always drew; each further process of a torchrun job draws its own."""
+        if self.procs.rank:
+            torch.manual_seed(self.cfg["seed"] + self.procs.rank)
+
+    def schedule(self, step: int) -> float:
+        return self.cfg["lr"] * warmup_linear(step, self.max_steps, self.cfg["warmup"])
+
+    def batch(self, index: int) -> tuple[torch.Tensor, ...]:
+        """Micro-batch `index`: rows of its epoch's shuffle (`batch_rows`, a function of the seed
+        and the epoch, so a resume draws them again), collated, with their labels."""
+        cfg, train = self.cfg, self.data["train"]
+        epoch, i = divmod(index, self.per_epoch * cfg["grad_accum"])
+        if self.epoch_rows[0] != epoch:
+            self.epoch_rows = epoch, batch_rows(len(train), cfg["batch_size"], cfg["seed"], epoch)
+        rows = self.epoch_rows[1][i]
+        return (*collate([train.seqs[r] for r in rows]), train.labels[rows])
+
+    def loss(self, batch) -> torch.Tensor:
+        """L3 = L2 + λ·L1 of the batch; L2 and L1 are kept for the metrics line."""
+        out = self.model(*batch, lm_coef=self.cfg["lm_coef"])
+        lm = out.lm_loss.item() if out.lm_loss is not None else None
+        self.parts.append((out.clf_loss.item(), lm))
+        return out.loss
+
+    def evaluate(self) -> float:
+        return accuracy(self.task_model, self.data["valid"])  # in eval mode, all of the split
+
+    def record(self, lr: float, norm: torch.Tensor | None, window: list) -> dict[str, Any]:
+        """The step, the epoch, the loss L3 and its parts (means over the update's batches), and
+        the learning rate."""
+        parts, self.parts = self.parts, []
+        record = {"step": self.step, "epoch": round(self.step / self.per_epoch, 4),
+                  "loss": self.window[0] / self.window[1],
+                  "clf_loss": sum(p[0] for p in parts) / len(parts), "lr": lr}  # fmt: skip
+        if parts[0][1] is not None:
+            record["lm_loss"] = sum(p[1] or 0.0 for p in parts) / len(parts)
+        return record
+
+    def scored(self, value: float) -> dict[str, float]:
+        return {"valid_accuracy": value}
+
+    def log(self, lr: float, norm: torch.Tensor | None, window: list) -> bool | None:
+        best = super().log(lr, norm, window)
+        if best:  # the weights GPT-1 keeps for the test, in memory too
+            self.best_state = {k: v.detach().clone() for k, v in self.raw.state_dict().items()}
+        return best
+
+    def restore(self, ckpt: dict[str, Any], path: Path) -> None:
+        super().restore(ckpt, path)
+        best = path.parent / BEST
+        self.best_state = read_checkpoint(best)["model"] if best.is_file() else None
+
+    def summary(self) -> dict[str, Any]:
+        summary = {"steps": self.step, "total_steps": self.max_steps, "seconds": self.seconds,
+                   "best_valid_accuracy": self.best_val if self.best_state is not None else None}  # fmt: skip
+        if self.step == self.max_steps and self.best_state is not None:
+            self.raw.load_state_dict(self.best_state)  # finished: test the weights GPT-1 would keep
+            summary["test_accuracy"] = accuracy(self.task_model, self.data["test"])
+        return summary
 
 
 def finetune(model: FineTuneModel, data: dict[str, Encoded], cfg: dict[str, Any],
              out_dir: str | Path | None = None, resume: bool = False, until: int | None = None,
-             progress: bool = True, inputs: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
-    """Fine-tune `model` on data["train"] with `cfg` (see `finetune_config`), picking the
-    weights of the best validation accuracy as GPT-1 did, and return the accuracies.
-
-    With `out_dir`, the run lives in a run directory: checkpoints that resume exactly
-    (`resume=True`), `metrics.jsonl`, and a lock against a second run. `until` stops early.
-    `inputs`: digests of what the run fine-tunes (`run_inputs`), recorded in its checkpoints
-    and compared on resume.
-    """
-    settings = training_settings(device_of(model))  # chapter 06's: denormals flushed on a CPU
-    if out_dir is None:
-        with settings:
-            return _finetune(model, data, cfg, None, resume, until, progress)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with exclusive(out_dir, Processes()), settings:
-        return _finetune(model, data, cfg, out_dir, resume, until, progress, inputs or {})
-
-
-def _finetune(model, data, cfg, out_dir, resume, until, progress, inputs=None) -> dict[str, Any]:
-    train, per_epoch = data["train"], len(data["train"]) // cfg["batch_size"]
-    check_batch_size(len(train), cfg["batch_size"])
-    total = per_epoch * cfg["epochs"]
-    optimizer = make_optimizer(model, cfg["lr"], cfg["weight_decay"])
-    step, best, best_state = 0, -1.0, None
-    if out_dir is not None:
-        step, best, best_state = start_or_resume(out_dir, model, optimizer, cfg, resume, inputs)
-    end, start = total if until is None else min(until, total), time.perf_counter()
-    model.train()
-    bar = tqdm(total=total, initial=step, unit="update", desc="fine-tuning", disable=not progress,
-               dynamic_ncols=True)  # fmt: skip
-    epoch_rows: tuple[int, list[torch.Tensor]] = (-1, [])  # one epoch's batches, drawn once
-    while step < end:
-        epoch, i = divmod(step, per_epoch)
-        lr = cfg["lr"] * warmup_linear(step, total, cfg["warmup"])
-        if epoch_rows[0] != epoch:
-            epoch_rows = epoch, batch_rows(len(train), cfg["batch_size"], cfg["seed"], epoch)
-        rows = epoch_rows[1][i]
-        out, step = update(model, optimizer, train, rows, lr, cfg), step + 1
-        assert out.loss is not None and out.clf_loss is not None  # update() passes the labels
-        record = {"step": step, "epoch": round(step / per_epoch, 4), "loss": out.loss.item(),
-                  "clf_loss": out.clf_loss.item(), "lr": lr}  # fmt: skip
-        if out.lm_loss is not None:
-            record["lm_loss"] = out.lm_loss.item()
-        due = step % (cfg["eval_interval"] or per_epoch) == 0 or step == total
-        if due:
-            record["valid_accuracy"] = acc = accuracy(model, data["valid"])
-            if acc > best:
-                best, best_state = (
-                    acc,
-                    {k: v.detach().clone() for k, v in model.state_dict().items()},
-                )
-                if out_dir is not None:
-                    atomic_save(
-                        {"format": FORMAT, "step": step, "model": best_state}, out_dir / BEST
-                    )
-        if out_dir is not None:
-            append_metrics(out_dir, record)
-            if due or step % cfg["ckpt_interval"] == 0 or step == end:
-                save_checkpoint(out_dir, model, optimizer, cfg, step, best, inputs)
-        bar.update(1)
-        bar.set_postfix({"loss": f"{record['loss']:.3f}"} | ({"acc": f"{acc:.3f}"} if due else {}))
-    bar.close()
-    summary = {"steps": step, "total_steps": total, "seconds": time.perf_counter() - start,
-               "best_valid_accuracy": best}  # fmt: skip
-    if step == total and best_state is not None:  # finished: test the weights GPT-1 would keep
-        model.load_state_dict(best_state)
-        summary["test_accuracy"] = accuracy(model, data["test"])
-    return summary
+             progress: bool = True, inputs: dict[str, str] | None = None,
+             tokenizer: Tokenizer | None = None, overwrite: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Fine-tune `model` on data["train"] with `cfg` (see `finetune_config`), in memory or in
+    the run directory `out_dir` (`FineTuner`), and return the accuracies."""
+    tuner = FineTuner(cfg, model, data, out_dir, progress, inputs, tokenizer)
+    return tuner.fit(resume, until, overwrite)

@@ -7,8 +7,8 @@
 A run directory holds `config.yaml` (the resolved config), `metrics.jsonl` (one JSON object per
 logged update: step, train_loss, lr, grad_norm, tokens_seen, tokens_per_s, and val_loss and
 val_ppl when evaluated, mfu on a known GPU), `tokenizer.json` (the tokenizer used, so the run is
-self-contained), `ckpt_last.pt` and `ckpt_best.pt`, and `.lock`, locked by the process training
-into it.
+self-contained), `ckpt_last.pt` and `ckpt_best.pt`, `.lock`, locked by the process training
+into it, and, for a fine-tuning run that finished, `hf/`, its model for `transformers`.
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from gpt1_lib.atomic import write_text_atomically
-from gpt1_lib.checkpoint import BEST, LAST, TOKENIZER, CheckpointError, latest_checkpoint
+from gpt1_lib.checkpoint import BEST, LAST, CheckpointError, latest_checkpoint, read_checkpoint
 from gpt1_lib.config import ConfigError, config_differences
 from gpt1_lib.distributed import Processes
 
@@ -70,6 +72,7 @@ SNAPSHOTS = "ckpt_step_*.pt"  # keep_every's weights (chapter 09 reads every one
 KEPT = "ckpt_*.pt.corrupt*"  # unreadable checkpoints, kept for inspection: never deleted
 TENSORBOARD = "tensorboard"  # the run's TensorBoard folder, and its two runs in it:
 TENSORBOARD_RUNS = ("updates", "tokens")
+HF = "hf"  # the run's model for transformers (fine-tuning writes it when it finishes)
 
 
 def _ours(path: Path, has_run: bool) -> bool:
@@ -102,6 +105,8 @@ def run_files(run_dir: Path) -> tuple[list[Path], list[str]]:
             for run in sorted(path.iterdir()):
                 ok = run.name in TENSORBOARD_RUNS and run.is_dir() and not run.is_symlink()
                 own.append(run) if ok else other.append(f"{TENSORBOARD}/{run.name}")
+        elif path.name == HF and path.is_dir() and has_run:
+            own.append(path)
         elif fnmatch(path.name, KEPT):
             continue
         elif path.is_file() and _ours(path, has_run):
@@ -132,7 +137,7 @@ def check_run_folder(run_dir: Path, names: Sequence[str] | None = None) -> None:
     link: a run folder copied or unpacked from someone else must not redirect our writes (or
     deletions) to a file outside it."""
     if names is None:
-        names = [*RUN_FILES, TENSORBOARD, *(f"{TENSORBOARD}/{r}" for r in TENSORBOARD_RUNS)]
+        names = [*RUN_FILES, HF, TENSORBOARD, *(f"{TENSORBOARD}/{r}" for r in TENSORBOARD_RUNS)]
     links = [n for n in names if (run_dir / n).is_symlink()]
     if links:
         raise CheckpointError(
@@ -198,17 +203,13 @@ def resume_point(
     return None
 
 
-def check_same_inputs(
-    saved: dict[str, Any], current: dict[str, Any], path: Path, dataset: str
-) -> None:
+def check_same_inputs(saved: dict[str, Any], current: dict[str, Any], path: Path,
+                      names: dict[str, str]) -> None:  # fmt: skip
     """CheckpointError if the run would resume on other inputs than it started with, compared
-    by content: the corpus's texts and the run's tokenizer.json, whatever their names say.
-    (A checkpoint written before inputs were recorded has none to compare.)"""
-    what = {
-        "corpus": f"the text of the corpus {dataset}",
-        "tokenizer": f"{path.parent / TOKENIZER}",
-    }
-    for key, name in what.items():
+    by content (a corpus's text, a tokenizer, a task's examples: `names` says which, in words),
+    whatever their file names say. (A checkpoint written before inputs were recorded has none
+    to compare.)"""
+    for key, name in names.items():
         if key in saved and saved[key] != current.get(key):
             raise CheckpointError(
                 f"{name} is not what {path.name} was trained on (same name, other content): "
@@ -227,11 +228,31 @@ def check_same_run(saved: dict[str, Any], current: dict[str, Any], path: Path) -
         )
 
 
+def resume_from(run_dir: Path, resume: bool, overwrite: bool, procs: Processes, cfg: dict[str, Any],
+                log: Callable[[str], None]) -> tuple[Path | None, dict[str, Any]]:  # fmt: skip
+    """The checkpoint a run starts from (`resume_point`) and what it holds, its config checked
+    against `cfg`; (None, {}) for a run that starts from step 0."""
+    path = resume_point(run_dir, resume, procs, log, overwrite)
+    if path is None:
+        return None, {}
+    ckpt = read_checkpoint(path)
+    check_same_run(ckpt["config"], cfg, path)
+    return path, ckpt
+
+
+def write_config(run_dir: Path, cfg: dict[str, Any]) -> None:
+    """The run's resolved config, as `--resume` reads it back."""
+    write_text_atomically(
+        run_dir / CONFIG, CONFIG_HEADER + yaml.safe_dump(dict(cfg), sort_keys=False)
+    )
+
+
 @contextlib.contextmanager
 def exclusive(run_dir: Path, procs: Processes) -> Iterator[None]:
-    """Hold the run directory while training: a second trainer gets a clear error, not a run
-    mixed up with ours. The lock (`flock` on `run_dir/.lock`, taken by the main process) goes
-    away with the process, even when it is killed."""
+    """Hold the run directory while training (made first if need be): a second trainer gets a
+    clear error, not a run mixed up with ours. The lock (`flock` on `run_dir/.lock`, taken by the
+    main process) goes away with the process, even when it is killed."""
+    make_run_folder(run_dir)
     try:
         import fcntl
     except ImportError:  # Windows: no advisory locks; one trainer per directory is up to you

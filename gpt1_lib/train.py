@@ -31,9 +31,10 @@ import torch.distributed as dist
 from gpt1_lib.checkpoint import load_model
 from gpt1_lib.config import ConfigError, load_config
 from gpt1_lib.errors import GPT1Error
+from gpt1_lib.loop import TrainingError
 from gpt1_lib.profiles import PROFILES, project_root
 from gpt1_lib.run_dir import CONFIG, read_metrics
-from gpt1_lib.trainer import Trainer, TrainingError
+from gpt1_lib.trainer import Trainer
 
 __all__ = ["USER_ERRORS", "Trainer", "TrainingError", "load_config", "load_model", "main",
            "read_metrics", "train"]  # fmt: skip

@@ -2,210 +2,75 @@
 # Change the notebook, then run `make export`.
 
 
-"""The training loop: one run of GPT training in its run directory, update by update.
-
-`Trainer` prepares the data, builds the model, GPT-1's optimiser and a GradScaler, starts afresh
-or resumes from the newest good checkpoint, and loops: gradient accumulation, clipping, mixed
-precision chosen by the hardware, periodic evaluation, `metrics.jsonl` and checkpoints. Under
-torchrun every process runs one Trainer and they train together (DistributedDataParallel).
-Chapter 06 grows its methods one per cell (`add_to_class`); the module shows the class whole.
-"""
+"""Pre-training a GPT: chapter 06's `Trainer` is the training loop (`gpt1_lib.loop`) given
+GPT-1's model, the run's token windows, the next-token loss, chapter 05's schedule, and the
+validation loss to keep the best weights by."""
 
 from __future__ import annotations
 
-import contextlib
 import math
-import random
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-import numpy as np
 import torch
-import yaml
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
-from gpt1_lib.atomic import write_text_atomically
-from gpt1_lib.checkpoint import (
-    BEST,
-    FORMAT,
-    LAST,
-    atomic_save,
-    capture_rng,
-    read_checkpoint,
-    restore_rng,
-)
-from gpt1_lib.config import ConfigError, diverged_advice, out_of_memory_advice
-from gpt1_lib.distributed import start_processes
-from gpt1_lib.errors import GPT1Error
+from gpt1_lib.checkpoint import TOKENIZER
+from gpt1_lib.loop import TrainingLoop
 from gpt1_lib.model import GPT, model_config
-from gpt1_lib.optim import lr_at, make_optimizer
-from gpt1_lib.precision import (
-    autocast,
-    choose_precision,
-    device_peak_flops,
-    model_flops_per_token,
-    resolve_device,
-    scaler_step,
-    training_settings,
-)
+from gpt1_lib.optim import lr_at
+from gpt1_lib.precision import autocast, device_peak_flops, model_flops_per_token
 from gpt1_lib.run_data import prepare_run_data
-from gpt1_lib.run_dir import (
-    CONFIG,
-    CONFIG_HEADER,
-    append_metrics,
-    check_same_inputs,
-    check_same_run,
-    exclusive,
-    keep_metrics_until,
-    make_run_folder,
-    read_metrics,
-    resume_point,
-)
+from gpt1_lib.run_dir import read_metrics
 
 
-class TrainingError(GPT1Error, RuntimeError):
-    """Training cannot go on (a diverged loss, no GPU memory); the message says what to try."""
+class Trainer(TrainingLoop):
+    """Pre-training a GPT in a run directory: the loop, given chapter 05's data, model, loss and
+    schedule, keeping the weights of the best validation loss. `work_dir` holds the corpora and
+    token caches the runs share."""
 
-
-class Trainer:
-    """One training run in its run directory: set up or resume, loop, evaluate, checkpoint.
-
-    `on_checkpoint(paths)` is called on the main process after each checkpoint write with the
-    files just written (e.g. to flush Google Drive).
-    """
+    score_name, higher_is_better = "val_loss", False
+    out_dir: Path  # always a run folder
 
     def __init__(self, cfg: dict[str, Any], out_dir, work_dir, progress: bool = True,
-                 on_checkpoint: Callable[[list[Path]], None] | None = None) -> None:  # fmt: skip
-        self.cfg, self.out_dir, self.work_dir = cfg, Path(out_dir), Path(work_dir)
-        self.on_checkpoint = on_checkpoint
-        self.tb: Any = None  # a TensorBoardLog while fit() runs (appendix A4)
-        self.inputs: dict[str, Any] = {}  # what the run trains on, by content (prepare_data)
-        if cfg["tensorboard"]:  # live curves: appendix A4's code, imported only when asked for
-            from gpt1_lib.tensorboard_log import tensorboard_writer
-
-            tensorboard_writer()  # a missing package stops the run before anything is done
-        device = resolve_device(cfg["device"])
-        self.procs = start_processes(device.split(":")[0])
-        if device.startswith("cuda") and self.procs.world > 1:
-            device = f"cuda:{self.procs.local_rank}"  # one GPU per process
-        self.device = torch.device(device)
-        if self.device.index is not None:
-            torch.cuda.set_device(self.device)
-        cuda = self.device.type == "cuda"
-        capability = torch.cuda.get_device_capability(self.device) if cuda else None
-        self.capability = capability  # fit() switches TF32 on for Ampere+ while it trains
-        self.precision = choose_precision(self.device.type, cfg["dtype"], capability)
-        if cfg["grad_accum"] % self.procs.world:
-            raise ConfigError(
-                f"grad_accum={cfg['grad_accum']} micro-batches cannot be shared among "
-                f"{self.procs.world} processes: make grad_accum a multiple of {self.procs.world}"
-            )
-        self.micro_steps = cfg["grad_accum"] // self.procs.world
-        self.progress = progress and self.procs.main
-        self.bar: Any = None  # the tqdm bar, while fit() runs
-        if self.precision.note:
-            self.say(f"note: {self.precision.note}", always=True)
-
-    def say(self, message: str, always: bool = False) -> None:
-        """Print on the main process: above the progress bar; `always` for warnings."""
-        if self.procs.main and (always or self.progress):
-            (self.bar.write if self.bar is not None else print)(message)
+                 on_checkpoint=None) -> None:  # fmt: skip
+        super().__init__(cfg, out_dir, progress, on_checkpoint)
+        self.work_dir = Path(work_dir)
 
     def prepare_data(self, resuming: bool) -> None:
-        """The run's token files and inputs (`prepare_run_data`), and its two streams of windows."""
+        """The run's token files and inputs (`prepare_run_data`), its two streams of windows, and
+        its length and rhythm from the config."""
         cfg = self.cfg
         files, self.inputs = prepare_run_data(cfg, self.out_dir, self.work_dir, self.procs, resuming,
                                               self.progress)  # fmt: skip
+        self.input_names = {"corpus": f"the text of the corpus {cfg['dataset']}",
+                            "tokenizer": str(self.out_dir / TOKENIZER)}  # fmt: skip
         self.train_windows = files.windows("train", cfg["n_ctx"], cfg["batch_size"], cfg["seed"])
         self.val_windows = files.windows("val", cfg["n_ctx"], cfg["batch_size"], cfg["seed"])
-
-    def build(self) -> None:
-        """Model (the same initial weights in every process), optimiser, GradScaler, wrappers."""
-        cfg = self.cfg
-        torch.manual_seed(cfg["seed"])
-        self.raw = GPT(model_config(cfg)).to(self.device)
-        self.optimizer = make_optimizer(self.raw, cfg["lr"], cfg["weight_decay"])
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.use_scaler)
-        compiled = cast(nn.Module, torch.compile(self.raw)) if cfg["compile"] else None
-        self.eval_model: nn.Module = compiled or self.raw
-        # the module that trains: DDP's wrapper around eval_model when world > 1. Checkpoints save
-        # self.raw, so their keys have no `_orig_mod.` (compile) or `module.` (DDP) prefix
-        self.model: nn.Module = self.eval_model
-        if self.procs.world > 1:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.model = DistributedDataParallel(self.eval_model, device_ids=ids)
-        self.flops_per_token = model_flops_per_token(self.raw)
-        # tokens_per_s counts the tokens of every process, so MFU divides by every process's peak
-        peak = device_peak_flops(self.device)
-        self.peak = peak * self.procs.world if peak else None
+        self.max_steps, self.eval_every = cfg["max_steps"], cfg["eval_interval"]
+        self.log_every = cfg["log_interval"]
         self.tokens_per_step = cfg["batch_size"] * cfg["n_ctx"] * cfg["grad_accum"]
 
-    def start_fresh(self) -> None:
-        seed = self.cfg["seed"]
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed + self.procs.rank)  # each process draws its own dropout masks
-        self.step, self.best_val, self.window, self.tokens_seen = 0, math.inf, [0.0, 0], 0
-        self.resumed_from: int | None = None
-        self.last_saved: int | None = None
-        self.skipped = 0  # updates the GradScaler skipped: their fp16 gradients overflowed
+    def make_model(self) -> GPT:
+        """A new GPT, with the same initial weights in every process; and its FLOPs per token and
+        the devices' peak, for the MFU (tokens_per_s counts every process's tokens, so the peak is
+        every process's too)."""
+        torch.manual_seed(self.cfg["seed"])
+        model = GPT(model_config(self.cfg))
+        self.flops_per_token = model_flops_per_token(model)
+        peak = device_peak_flops(self.device)
+        self.peak = peak * self.procs.world if peak else None
+        return model
 
-    def restore(self, ckpt: dict[str, Any], path: Path) -> None:
-        self.raw.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        if self.scaler.is_enabled() and ckpt.get("scaler"):
-            self.scaler.load_state_dict(ckpt["scaler"])
-        self.step, self.best_val = ckpt["step"], ckpt["best_val_loss"]
-        self.window, self.tokens_seen = list(ckpt["log_window"]), ckpt["tokens_seen"]
-        self.skipped = ckpt.get("skipped_updates", 0)
-        self.resumed_from = self.last_saved = self.step
-        rngs, world, rank = ckpt["rng"], self.procs.world, self.procs.rank
-        restore_rng(rngs[rank] if len(rngs) == world else rngs[0])
-        if len(rngs) != world:
-            torch.manual_seed(self.cfg["seed"] + 7919 * self.step + rank)
-            self.say(f"warning: {path.name} was written by {len(rngs)} process(es), this run has "
-                     f"{world}: training continues, but not bit for bit", always=True)  # fmt: skip
-        if self.procs.main:
-            keep_metrics_until(self.out_dir, self.step)
-        self.say(f"resumed from {path.name} at step {self.step}", always=True)
+    def schedule(self, step: int) -> float:
+        """Chapter 05's: a linear warmup, then a cosine down to a tenth of lr."""
+        return lr_at(step, self.cfg["lr"], self.cfg["warmup_steps"], self.cfg["max_steps"])
 
-    def update(self, step: int) -> tuple[float, float, torch.Tensor | None]:
-        """One optimiser step over grad_accum micro-batches; returns (mean loss, lr, grad norm)."""
-        cfg, procs = self.cfg, self.procs
-        lr = lr_at(step, cfg["lr"], cfg["warmup_steps"], cfg["max_steps"])
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        total = torch.zeros((), device=self.device)
-        for j in range(self.micro_steps):  # this process's share of the update's micro-batches
-            batch = self.train_windows.batch(
-                step * cfg["grad_accum"] + j * procs.world + procs.rank
-            )
-            x, y = (t.to(self.device, non_blocking=True) for t in batch)
-            last = j == self.micro_steps - 1  # DDP exchanges gradients after the last one only
-            ddp = cast(DistributedDataParallel, self.model)  # a DDP wrapper when world > 1
-            with contextlib.nullcontext() if last or procs.world == 1 else ddp.no_sync():
-                with autocast(self.device.type, self.precision):
-                    _, loss = self.model(x, y)
-                loss = loss.float() / self.micro_steps
-                self.scaler.scale(loss).backward()
-            total += loss.detach()
-        value = procs.mean(total).item()
-        if not math.isfinite(value):
-            kept = f"last saved at step {self.last_saved}" if self.last_saved else "none saved yet"
-            raise TrainingError(f"the training loss became {value} at update {step + 1}; stopped without "
-                                f"saving, so the checkpoints in {self.out_dir} ({kept}) are untouched. "
-                                + diverged_advice(cfg))  # fmt: skip
-        norm = None
-        if cfg["grad_clip"]:
-            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
-            norm = torch.nn.utils.clip_grad_norm_(self.raw.parameters(), cfg["grad_clip"])
-        self.skipped += scaler_step(self.scaler, self.optimizer)  # fp16 overflowed: no step taken
-        self.optimizer.zero_grad(set_to_none=True)
-        return value, lr, norm
+    def batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Windows of the training tokens and their targets, one token later (chapter 05)."""
+        return self.train_windows.batch(index)
+
+    def loss(self, batch) -> torch.Tensor:
+        return self.model(*batch)[1]  # the mean next-token cross-entropy
 
     @torch.no_grad()
     def evaluate(self) -> float:
@@ -221,138 +86,27 @@ class Trainer:
         total = procs.mean(total)  # mean of the sums over mean of the counts: the global mean
         return (total[0] / total[1]).item()
 
-    def save(self, names: list[str]) -> None:
-        """Write `ckpt_last.pt` complete and `ckpt_best.pt` lean, as `names` asks (a collective:
-        every process gives its RNG state), then call `on_checkpoint` with the files written."""
-        rngs = self.procs.gather(capture_rng())
-        if self.procs.main:
-            lean = {"format": FORMAT, "step": self.step, "config": dict(self.cfg),
-                    "model": self.raw.state_dict(), "best_val_loss": self.best_val,
-                    "tokens_seen": self.tokens_seen, "inputs": self.inputs}  # fmt: skip
-            complete = {
-                **lean, "optimizer": self.optimizer.state_dict(),
-                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
-                "rng": rngs, "world_size": self.procs.world, "log_window": list(self.window),
-                "data": {"seed": self.cfg["seed"], "next_batch": self.step * self.cfg["grad_accum"]},
-                "skipped_updates": self.skipped,
-            }  # fmt: skip
-            paths = [self.out_dir / name for name in names]
-            for path in paths:
-                atomic_save(complete if path.name == LAST else lean, path)
-            if self.tb is not None:
-                self.tb.flush()
-            if self.on_checkpoint is not None:
-                self.on_checkpoint(paths)
-        self.last_saved = self.step
-
-    def fit(
-        self, resume: bool = False, until: int | None = None, overwrite: bool = False
-    ) -> dict[str, Any]:
-        """Train from scratch or from the newest good checkpoint up to max_steps (or `until`)."""
-        if until is not None and until < 1:
-            raise ConfigError(f"until must be a positive update number, got {until}")
-        if resume and overwrite:
-            raise ConfigError("resume and overwrite exclude each other: choose one")
-        make_run_folder(self.out_dir)
-        # denormals flushed on a CPU, TF32 on Ampere+: while it trains, as they were afterwards
-        with exclusive(self.out_dir, self.procs), training_settings(self.device, self.capability):
-            return self._fit(resume, until, overwrite)
-
-    def _fit(self, resume: bool, until: int | None, overwrite: bool) -> dict[str, Any]:
-        cfg, out = self.cfg, self.out_dir
-        path = resume_point(out, resume, self.procs, lambda m: self.say(m, always=True), overwrite)
-        ckpt = read_checkpoint(path) if path is not None else {}
-        if path is not None:
-            check_same_run(ckpt["config"], cfg, path)
-        self.prepare_data(resuming=path is not None)
-        if path is not None:
-            check_same_inputs(ckpt.get("inputs", {}), self.inputs, path, cfg["dataset"])
-        self.build()
-        self.restore(ckpt, path) if path is not None else self.start_fresh()
-        del ckpt
-        if self.procs.main:
-            write_text_atomically(
-                out / CONFIG, CONFIG_HEADER + yaml.safe_dump(dict(cfg), sort_keys=False)
-            )
-            if cfg["tensorboard"]:
-                from gpt1_lib.tensorboard_log import TensorBoardLog
-
-                self.tb = TensorBoardLog(out, self.step, self.tokens_seen)
-        end = cfg["max_steps"] if until is None else min(until, cfg["max_steps"])
-        self.seconds, self.tokens_this_session, window = 0.0, 0, [0.0, 0]  # time, tokens
-        self.bar = tqdm(total=cfg["max_steps"], initial=self.step, unit="step", desc="training",
-                        disable=not self.progress, dynamic_ncols=True)  # fmt: skip
-        try:
-            while self.step < end:
-                start = time.perf_counter()
-                try:
-                    loss, lr, norm = self.update(self.step)
-                    seconds = time.perf_counter() - start
-                    self.step += 1
-                    self.tokens_seen += self.tokens_per_step
-                    self.seconds += seconds
-                    self.tokens_this_session += self.tokens_per_step
-                    window = [window[0] + seconds, window[1] + self.tokens_per_step]
-                    self.window = [self.window[0] + loss, self.window[1] + 1]
-                    best = self.log(lr, norm, window)  # evaluates when due
-                except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError, on any device
-                    raise TrainingError(
-                        f"out of GPU memory at batch_size={cfg['batch_size']}, grad_accum="
-                        f"{cfg['grad_accum']}, n_ctx={cfg['n_ctx']}: {out_of_memory_advice(cfg)}"
-                    ) from None
-                if best is not None:
-                    window = [0.0, 0]
-                self.bar.update(1)
-                if best:  # a best comes with a complete last: a resume is never behind the best
-                    self.save([LAST, BEST])
-                elif self.step % cfg["ckpt_interval"] == 0 or self.step == end:
-                    self.save([LAST])
-                if cfg["keep_every"] and self.step % cfg["keep_every"] == 0:  # lean, for chapter 09
-                    self.save([f"ckpt_step_{self.step:06d}.pt"])
-        finally:
-            self.bar.close()
-            self.bar = None
-            if self.tb is not None:
-                self.tb.close()
-                self.tb = None
-        return self.summary()
-
-    def log(self, lr: float, norm: torch.Tensor | None, window: list) -> bool | None:
-        """Write this update's metrics line if it is due, evaluating if due; None if not due,
-        else whether the validation loss is the best so far."""
-        cfg, step = self.cfg, self.step
-        evaluating = step % cfg["eval_interval"] == 0 or step == cfg["max_steps"]
-        if not evaluating and step % cfg["log_interval"]:
-            return None
+    def record(self, lr: float, norm: torch.Tensor | None, window: list) -> dict[str, Any]:
+        """The step, the mean training loss since the last line, the learning rate, the gradient
+        norm before clipping, the tokens seen, the tokens per second and, on a GPU, the MFU."""
         record = {
-            "step": step, "train_loss": self.window[0] / self.window[1], "lr": lr,
+            "step": self.step, "train_loss": self.window[0] / self.window[1], "lr": lr,
             "grad_norm": norm.item() if norm is not None and torch.isfinite(norm) else None,
             "tokens_seen": self.tokens_seen, "tokens_per_s": window[1] / window[0],
         }  # fmt: skip
         if self.peak:
             record["mfu"] = record["tokens_per_s"] * self.flops_per_token / self.peak
-        if self.scaler.is_enabled():  # fp16: the scale GradScaler has found, and its skips so far
-            record.update(loss_scale=self.scaler.get_scale(), skipped_updates=self.skipped)
-        self.window, best = [0.0, 0], False
-        if evaluating:
-            val = self.evaluate()
-            record.update(val_loss=val, val_ppl=math.exp(val))
-            best, self.best_val = val < self.best_val, min(val, self.best_val)
-            self.say(f"step {step}: validation loss {val:.4f}, perplexity {math.exp(val):.2f}")
-        if self.procs.main:
-            append_metrics(self.out_dir, record)
-            if self.tb is not None:
-                self.tb.write(record)
-        self.bar.set_postfix(loss=f"{record['train_loss']:.3f}", lr=f"{lr:.2e}",
-                             tok_s=f"{record['tokens_per_s']:,.0f}")  # fmt: skip
-        return best
+        return record
+
+    def scored(self, value: float) -> dict[str, float]:
+        return {"val_loss": value, "val_ppl": math.exp(value)}  # perplexity: e^loss
 
     def summary(self) -> dict[str, Any]:
         records = read_metrics(self.out_dir)
         vals = [r["val_loss"] for r in records if "val_loss" in r]
         speed = self.tokens_this_session / self.seconds if self.seconds else None
         return {
-            "out_dir": str(self.out_dir), "steps": self.step, "max_steps": self.cfg["max_steps"],
+            "out_dir": str(self.out_dir), "steps": self.step, "max_steps": self.max_steps,
             "resumed_from": self.resumed_from,
             "final_train_loss": records[-1]["train_loss"] if records else None,
             "final_val_loss": vals[-1] if vals else None, "best_val_loss": min(vals) if vals else None,

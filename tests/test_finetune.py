@@ -11,7 +11,10 @@ files and its one-line errors; the zero-shot helpers.
 from __future__ import annotations
 
 import json
+import math
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,12 +25,13 @@ from training_helpers import (
     WORDS,
     make_corpus,
     one_thread,  # noqa: F401 (an autouse fixture)
+    one_thread_env,
     tiny_config,
 )
 
 import gpt1_lib.finetune as ft
+from gpt1_lib.checkpoint import CheckpointError, read_checkpoint
 from gpt1_lib.config import ConfigError
-from gpt1_lib.finetune_checkpoint import read_finetune_checkpoint
 from gpt1_lib.finetune_loop import finetune, finetune_config, prepare, transfer, warmup_linear
 from gpt1_lib.finetune_model import (
     SPECIAL,
@@ -590,10 +594,10 @@ def test_a_run_directory_is_never_overwritten_nor_resumed_with_other_settings(to
     records = (tmp_path / "metrics.jsonl").read_text()
     last = (tmp_path / "ckpt_last.pt").read_bytes()
     model, data, _ = fresh(tokenizer, cfg)
-    with pytest.raises(FineTuneError, match="already holds a fine-tuning run"):
+    with pytest.raises(CheckpointError, match="already holds a training run"):
         finetune(model, data, cfg, tmp_path, progress=False)
     other = finetune_config({**RESUME_CFG, "lr": 1e-3})
-    with pytest.raises(FineTuneError, match="other values of lr"):
+    with pytest.raises(ConfigError, match="lr is 0.002 there but 0.001 now"):
         finetune(model, data, other, tmp_path, resume=True, progress=False)
     assert (tmp_path / "metrics.jsonl").read_text() == records
     assert (tmp_path / "ckpt_last.pt").read_bytes() == last
@@ -654,14 +658,14 @@ def test_cli_fine_tunes_a_pretraining_run_into_its_directory(
     assert summary["steps"] == summary["total_steps"] == 8 and "test_accuracy" in summary
     files = {p.name for p in (tmp_path / "ft").iterdir()}
     assert {"ckpt_last.pt", "ckpt_best.pt", "metrics.jsonl", "tokenizer.json",
-            "finetune.yaml"} <= files  # fmt: skip
+            "config.yaml", "hf"} <= files  # fmt: skip
     records = read_metrics(tmp_path / "ft")
     assert [r["step"] for r in records] == list(range(1, 9))
     assert [r["step"] for r in records if "valid_accuracy" in r] == [4, 8]
     tok = load_tokenizer(tmp_path / "ft" / "tokenizer.json")
     vocab = load_tokenizer(pretrained / "tokenizer.json").get_vocab_size()
     assert [tok.token_to_id(t) for t in SPECIAL] == [vocab, vocab + 1, vocab + 2]
-    saved = yaml.safe_load((tmp_path / "ft" / "finetune.yaml").read_text())
+    saved = yaml.safe_load((tmp_path / "ft" / "config.yaml").read_text())
     assert saved["batch_size"] == 4 and saved["task"] == "crown"
 
     status, _, err = cli(capsys, pretrained, task_file, tmp_path / "B", "--until", 3)
@@ -691,7 +695,7 @@ def test_cli_user_errors_are_one_line(capsys, pretrained, task_file, tmp_path, m
          "transfer_layers=3 is outside -1..2"),
         ((pretrained, mc, tmp_path / "o5"), "label 2 is not the index"),
         ((pretrained, "no_such_task", tmp_path / "o6"), "unknown task 'no_such_task'"),
-        ((pretrained, task_file, tmp_path / "done"), "already holds a fine-tuning run"),
+        ((pretrained, task_file, tmp_path / "done"), "already holds a training run"),
         ((pretrained, task_file, tmp_path / "o7", "--set", "bach_size=4"), "unknown fine-tuning key"),
     ]  # fmt: skip
     for args, message in cases:
@@ -719,12 +723,12 @@ def test_cli_refused_run_leaves_the_directory_as_it_was(
     assert cli(capsys, pretrained, task_file, out, "--until", 2)[0] == 0
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     status, _, err = cli(capsys, pretrained, task_file, out, "--set", "lr=0.01", "--resume")
-    assert status == 1 and "other values of lr" in err
+    assert status == 1 and "lr is 6.25e-05 there but 0.01 now" in err
     status, _, err = cli(capsys, pretrained, task_file, out, "--set", "lr=0.01")
     assert status == 1 and "already holds" in err
     after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     changed = sorted(k for k in before if before[k] != after.get(k))
-    assert not changed, f"a refused run rewrote {changed}"  # finetune.yaml must still say lr
+    assert not changed, f"a refused run rewrote {changed}"  # config.yaml must still say lr
 
 
 # ---- 11. zero-shot helpers ------------------------------------------------------------------
@@ -787,13 +791,61 @@ def test_a_resume_takes_the_runs_own_settings_and_refuses_other_ones(
     capsys, pretrained, task_file, tmp_path, no_hf
 ):
     """As `python -m gpt1_lib.train --resume` starts from the run's config.yaml, a fine-tuning
-    resume starts from the run's finetune.yaml: no --set to repeat; a --set that changes what
+    resume starts from it too: no --set to repeat; a --set that changes what
     was computed is still refused."""
     out = tmp_path / "ft"
     assert cli(capsys, pretrained, task_file, out, "--set", "lr=6.25e-4", "--until", 2)[0] == 0
     status, _, err = ft.main(["--checkpoint", str(pretrained), "--task", str(task_file),
                               "--out-dir", str(out), "--resume", "--until", "3", "--no-progress"]), *capsys.readouterr()  # fmt: skip
     assert status == 0, err
-    assert read_finetune_checkpoint(out / "ckpt_last.pt")["config"]["lr"] == 6.25e-4
+    assert read_checkpoint(out / "ckpt_last.pt")["config"]["lr"] == 6.25e-4
     status, _, err = cli(capsys, pretrained, task_file, out, "--set", "lr=1e-3", "--resume")
-    assert status == 1 and "other values of lr" in err
+    assert status == 1 and "lr is 0.000625 there but 0.001 now" in err
+
+
+# ---- 12. fine-tuning is the training loop: DDP as pre-training has it ----------------------
+def test_two_gloo_processes_fine_tune_like_one_with_the_same_accumulation(
+    capsys, pretrained, task_file, tmp_path
+):
+    """`FineTuner` is chapter 06's loop, so `torchrun` splits an update's micro-batches among
+    processes as pre-training does: two processes with grad_accum=2 fine-tune like one process
+    with grad_accum=2 (no dropout: each process draws its own masks), to within float rounding."""
+    same = ["--set", "batch_size=2", "--set", "grad_accum=2", "--set", "epochs=2", "--set",
+            "dropout=0", "--set", "clf_dropout=0", "--set", "lr=3e-3", "--set", "device=cpu",
+            "--no-progress"]  # fmt: skip
+    args = ["--checkpoint", str(pretrained), "--task", str(task_file)]
+    assert ft.main([*args, "--out-dir", str(tmp_path / "one"), *same]) == 0, capsys.readouterr()
+    capsys.readouterr()
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "gpt1_lib.finetune", *args, "--out-dir", str(tmp_path / "two"), *same],
+        env=one_thread_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout[proc.stdout.index("{") :])  # printed once, by rank 0
+    assert summary["steps"] == summary["total_steps"] == 16 // 4 * 2
+    one, two = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
+    assert [r["step"] for r in one] == [r["step"] for r in two] == list(range(1, 9))
+    for a, b in zip(one, two):
+        assert b["loss"] == pytest.approx(a["loss"], rel=2e-6), a["step"]
+        assert b.get("valid_accuracy") == a.get("valid_accuracy"), a["step"]
+    assert one[-1]["loss"] < one[0]["loss"]  # it did train
+    weights = [read_checkpoint(tmp_path / d / "ckpt_last.pt")["model"] for d in ("one", "two")]
+    assert all(torch.allclose(weights[0][k], weights[1][k], atol=1e-5) for k in weights[0])
+    assert (tmp_path / "two" / "hf" / "config.json").is_file()
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_fine_tuning_runs_in_16_bits_as_pre_training_does(tokenizer, tmp_path, dtype):
+    """Mixed precision is the loop's: autocast around the loss, and in float16 a GradScaler
+    whose scale and skipped updates reach metrics.jsonl and the checkpoint."""
+    cfg = finetune_config({"lr": 3e-3, "batch_size": 8, "epochs": 2, "dropout": 0.0,
+                           "clf_dropout": 0.0, "device": "cpu", "dtype": dtype})  # fmt: skip
+    model, data, _ = prepare(tiny_gpt(0), tokenizer, word_task(64, 16), cfg)
+    summary = finetune(model, data, cfg, tmp_path, progress=False)
+    records = read_metrics(tmp_path)
+    assert summary["steps"] == 16 and "test_accuracy" in summary
+    assert all(math.isfinite(r["loss"]) for r in records)
+    assert records[-1]["loss"] < records[0]["loss"]
+    scaler = read_checkpoint(tmp_path / "ckpt_last.pt")["scaler"]
+    assert ("loss_scale" in records[-1]) == (scaler is not None) == (dtype == "float16")

@@ -31,7 +31,6 @@ import gpt1_lib.finetune as ft
 import gpt1_lib.run_dir as run_dir_module
 from gpt1_lib import fast_decode, sample
 from gpt1_lib.checkpoint import LAST, CheckpointError, load_model, read_checkpoint
-from gpt1_lib.finetune_checkpoint import read_finetune_checkpoint
 from gpt1_lib.finetune_model import add_special_tokens, encode_task
 from gpt1_lib.generate import generate, generate_tokens
 from gpt1_lib.model import GPT, GPTConfig
@@ -301,7 +300,7 @@ def test_a_truncated_finetune_checkpoint_is_one_line_and_overwrite_starts_again(
     status, err = run_finetune(capsys, "--checkpoint", pretrained, "--task", task_file,
                                "--out-dir", run, "--overwrite")  # fmt: skip
     assert status == 0, err
-    assert read_finetune_checkpoint(run / LAST)["step"] > 2
+    assert read_checkpoint(run / LAST)["step"] > 2
 
 
 @pytest.mark.parametrize("line", ["42", "[1, 2]", '"text"', "null", '{"no_step": 1}',

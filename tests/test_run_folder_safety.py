@@ -3,7 +3,7 @@ and sampling may do to it, and to what lies outside it.
 
 1. No write ever follows a link planted in a run folder: every file a run writes (`.lock`,
    `config.yaml`, `metrics.jsonl`, `tokenizer.json`, the checkpoints and their `*.tmp`,
-   fine-tuning's `finetune.yaml`, the `tensorboard/` folder) is planted as a link to a "victim"
+   fine-tuning's `hf/`, the `tensorboard/` folder) is planted as a link to a "victim"
    outside the folder, and the victim must keep every byte. The run may refuse (one line, no
    traceback, naming the file or the folder) or go on with the link replaced by a real file.
 2. Only what the library wrote is ever deleted: a fresh run into a folder of someone else's
@@ -300,8 +300,8 @@ def test_a_resumed_run_never_writes_through_a_planted_link(
     refused_or_replaced(status, err, run, name, written=name != "tokenizer.json")  # only read
 
 
-FINETUNE_FILES = [".lock", "finetune.yaml", "tokenizer.json", "metrics.jsonl", "ckpt_last.pt",
-                  "ckpt_best.pt", "ckpt_last.pt.tmp", "ckpt_best.pt.tmp"]  # fmt: skip
+FINETUNE_FILES = [".lock", "config.yaml", "tokenizer.json", "metrics.jsonl", "ckpt_last.pt",
+                  "ckpt_best.pt", "ckpt_last.pt.tmp", "ckpt_best.pt.tmp", "hf"]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", FINETUNE_FILES)
@@ -318,8 +318,8 @@ def test_a_fresh_finetune_never_writes_through_a_planted_link(
 
 @pytest.mark.parametrize(
     "name",
-    [".lock", "finetune.yaml", "tokenizer.json", "metrics.jsonl", "ckpt_last.pt.tmp",
-     "ckpt_best.pt.tmp"],
+    [".lock", "config.yaml", "tokenizer.json", "metrics.jsonl", "ckpt_last.pt.tmp",
+     "ckpt_best.pt.tmp", "hf"],
 )  # fmt: skip
 def test_a_resumed_finetune_never_writes_through_a_planted_link(
     capsys, pretrained, task_file, ft_partial, tmp_path, name
@@ -329,7 +329,7 @@ def test_a_resumed_finetune_never_writes_through_a_planted_link(
     before = tree(outside)
     status, _, err = run_finetune(capsys, pretrained, task_file, run, "--resume", "--until", 4)
     assert tree(outside) == before, f"a resumed fine-tuning wrote through the link {name}"
-    written = name not in ("finetune.yaml", "tokenizer.json")  # written when the run started
+    written = name != "tokenizer.json"  # written when the run started
     refused_or_replaced(status, err, run, name, written)
 
 
@@ -504,7 +504,7 @@ def test_a_finetune_refused_by_the_lock_has_written_nothing(
     tokenizer and settings but no checkpoint yet); a second one into it must change nothing."""
     run = tmp_path / "ft"
     run.mkdir()
-    (run / "finetune.yaml").write_text("lr: 6.25e-05\nbatch_size: 4\ntask: crown\n")
+    (run / "config.yaml").write_text("lr: 6.25e-05\nbatch_size: 4\ntask: crown\n")
     shutil.copyfile(pretrained / "tokenizer.json", run / "tokenizer.json")
     with exclusive(run, Processes()):  # as the first process does
         before = {k: v for k, v in tree(run).items() if k != ".lock"}

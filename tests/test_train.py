@@ -35,6 +35,7 @@ from gpt1_lib.checkpoint import (
     restore_rng,
 )
 from gpt1_lib.config import DEFAULTS, ConfigError, load_config
+from gpt1_lib.loop import TrainingError
 from gpt1_lib.model import GPT, GPTConfig, model_config
 from gpt1_lib.optim import decay_split, lr_at, make_optimizer
 from gpt1_lib.precision import (
@@ -46,7 +47,7 @@ from gpt1_lib.precision import (
     scaler_step,
 )
 from gpt1_lib.train import main, read_metrics, train
-from gpt1_lib.trainer import Trainer, TrainingError
+from gpt1_lib.trainer import Trainer
 
 
 @pytest.fixture(scope="module")

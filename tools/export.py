@@ -143,7 +143,8 @@ def _added_to(node: ast.stmt) -> str | None:
 
 def merge_methods(source: str) -> str:
     """Move each `@add_to_class(Cls)` function of `source` into the body of `class Cls` when
-    the module defines it (the decorator dropped, comment lines right above it moved too);
+    the module defines it (the decorator dropped, comment lines right above it moved too, and
+    `super(Cls, self)` written `super()`);
     a method of a class from another module stays as it is, attached at import."""
     tree = ast.parse(source)
     lines = source.splitlines()
@@ -164,6 +165,8 @@ def merge_methods(source: str) -> str:
             for j, line in zip(span, (lines[j] for j in span))
             if not (line.startswith("@" + ADD_TO_CLASS + "(") and j < node.lineno)
         ]
+        # in the class body `super()` works: the notebook needed `super(Cls, self)` outside it
+        kept = [ln.replace(f"super({target}, self)", "super()") for ln in kept]
         moved.setdefault(target, []).append("\n".join("    " + ln if ln else ln for ln in kept))
     if not moved:
         return source

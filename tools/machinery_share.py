@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MACHINERY = frozenset({
     "atomic", "corpus", "download", "releases", "token_cache", "task_files", "shakespeare_tasks",
     "pretrained", "hub", "hf_export", "finetune_hf", "load", "fast_decode", "cpu_attention", "run_data",
-    "tensorboard_log", "sample", "finetune", "finetune_checkpoint", "doctor", "hardware",
+    "tensorboard_log", "sample", "finetune", "doctor", "hardware",
 })  # fmt: skip
 DIRECTIVE = re.compile(r"^#\|\s*(default_exp|export)\b\s*(\S+)?\s*$")
 INSTALL_MARK = "# On Colab, install the book's package"
