@@ -232,9 +232,9 @@ def validate(config: Mapping[str, Any]) -> dict[str, Any]:
     if cfg["dtype"] not in ("auto", "float32", "float16", "bfloat16"):
         raise ConfigError(f"dtype must be auto, float32, float16 or bfloat16, got {cfg['dtype']!r}")
     if not isinstance(cfg["device"], str) or not re.fullmatch(
-        r"auto|cpu|cuda(:\d+)?", cfg["device"]
+        r"auto|cpu|mps|cuda(:\d+)?", cfg["device"]
     ):
-        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {cfg['device']!r}")
+        raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps, got {cfg['device']!r}")
     try:
         model_config(cfg)  # the model this config trains: n_head must divide n_embd, ...
     except (TypeError, ValueError) as err:

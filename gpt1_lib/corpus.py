@@ -169,7 +169,8 @@ def holdout_start(path: Path, val_fraction: float) -> int:
 
 
 def check_text_file(path: Path) -> None:
-    """Raise a clear error unless `path` is a non-empty UTF-8 file (checked in chunks)."""
+    """Raise a clear error unless `path` is a non-empty UTF-8 text file (checked in chunks; a
+    NUL byte, which text never holds, says a file is binary: an image, a PDF, a zip)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no text file at {path}: check the path")
@@ -179,6 +180,9 @@ def check_text_file(path: Path) -> None:
     offset = 0
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK_BYTES):
+            if (nul := chunk.find(b"\x00")) >= 0:
+                raise ValueError(f"{path} holds binary data (a NUL byte at offset {offset + nul}), "
+                                 "not text: give a plain-text (.txt) file")  # fmt: skip
             try:
                 decoder.decode(chunk)
             except UnicodeDecodeError as err:

@@ -1,4 +1,6 @@
-"""`python -m gpt1_lib.doctor`: the facts a bug report needs, one `name: value` line each.
+"""`python -m gpt1_lib.doctor`: the facts a bug report needs, one `name: value` line each;
+`--run RUN_DIR`: is a training run healthy (`health`); `--parity`: may the accelerator be
+trusted to train (`parity`).
 
 Hand-written support module (not generated from a notebook), like `profiles`; the probes of the
 hardware are in `hardware`. Most problems a
@@ -199,7 +201,31 @@ def main(argv: list[str] | None = None) -> int:
         description="Print what a bug report needs: versions, GPU, bf16, SDPA, disk, Drive, "
         "hub, install, profile. Paste the output into the issue.",
     )
-    parser.parse_args(argv)
+    parser.add_argument("--run", type=Path, metavar="RUN_DIR",
+                        help="is this training run healthy? its losses against the cpu preset's "
+                        "band, and the symptoms it shows, one line each; draws RUN_DIR/health.png")  # fmt: skip
+    parser.add_argument("--parity", nargs="?", const="", metavar="DEVICE",
+                        help="train a small GPT on the CPU and on the accelerator (CUDA, else "
+                        "MPS; or DEVICE) and say whether to trust it")  # fmt: skip
+    args = parser.parse_args(argv)
+    if args.run is not None:
+        from gpt1_lib.health import diagnose, draw
+
+        if not (args.run / "metrics.jsonl").is_file():
+            print(f"error: {args.run} has no metrics.jsonl: give the run folder of a "
+                  "gpt1_lib.train run", file=sys.stderr)  # fmt: skip
+            return 1
+        for line in diagnose(args.run):
+            print(line, flush=True)
+        picture = draw(args.run)
+        print(f"picture: {picture}" if picture else "picture: pip install matplotlib to draw it")
+        return 0
+    if args.parity is not None:
+        from gpt1_lib.parity import parity
+
+        trust, lines = parity(args.parity or None)
+        print("\n".join(lines), flush=True)
+        return 0 if trust else 2
     for line in report():
         print(line, flush=True)
     return 0

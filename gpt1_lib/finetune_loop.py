@@ -181,7 +181,7 @@ class FineTuner(TrainingLoop):
         self.task_model, self.data, self.tokenizer = model, data, tokenizer
         self.inputs, self.input_names = dict(inputs or {}), INPUTS
         self.best_state: dict[str, torch.Tensor] | None = None  # the weights of the best score
-        self.parts: list[tuple[float, float | None]] = []  # L2 and L1 of this update's batches
+        self.parts: list[tuple[torch.Tensor, torch.Tensor | None]] = []  # this update's L2, L1
 
     def prepare_data(self, resuming: bool) -> None:
         """The run's length (whole epochs of whole updates) and how often it evaluates (every
@@ -221,8 +221,8 @@ class FineTuner(TrainingLoop):
     def loss(self, batch) -> torch.Tensor:
         """L3 = L2 + λ·L1 of the batch; L2 and L1 are kept for the metrics line."""
         out = self.model(*batch, lm_coef=self.cfg["lm_coef"])
-        lm = out.lm_loss.item() if out.lm_loss is not None else None
-        self.parts.append((out.clf_loss.item(), lm))
+        lm = out.lm_loss.detach() if out.lm_loss is not None else None
+        self.parts.append((out.clf_loss.detach(), lm))  # read at the metrics line: no sync here
         return out.loss
 
     def evaluate(self) -> float:
@@ -234,9 +234,9 @@ class FineTuner(TrainingLoop):
         parts, self.parts = self.parts, []
         record = {"step": self.step, "epoch": round(self.step / self.per_epoch, 4),
                   "loss": self.window[0] / self.window[1],
-                  "clf_loss": sum(p[0] for p in parts) / len(parts), "lr": lr}  # fmt: skip
-        if parts[0][1] is not None:
-            record["lm_loss"] = sum(p[1] or 0.0 for p in parts) / len(parts)
+                  "clf_loss": sum(c.item() for c, _ in parts) / len(parts), "lr": lr}  # fmt: skip
+        if all(lm is not None for _, lm in parts):
+            record["lm_loss"] = sum(lm.item() for _, lm in parts if lm is not None) / len(parts)
         return record
 
     def scored(self, value: float) -> dict[str, float]:

@@ -18,21 +18,25 @@ from dataclasses import dataclass
 import torch
 
 from gpt1_lib.config import ConfigError
+from gpt1_lib.profiles import default_device
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def resolve_device(requested: str, cuda_available: bool | None = None) -> str:
-    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; a missing GPU is an error."""
+def resolve_device(requested: str, cuda_available: bool | None = None,
+                   mps_available: bool | None = None) -> str:  # fmt: skip
+    """'auto' -> a CUDA GPU when one is visible, else Apple's MPS, else the CPU (the book's one
+    order, `default_device`); a device asked for and missing is an error."""
     if cuda_available is None:
         cuda_available = torch.cuda.is_available()
+    if mps_available is None:
+        mps_available = torch.backends.mps.is_available()
     if requested == "auto":
-        return "cuda" if cuda_available else "cpu"
-    if requested.startswith("cuda") and not cuda_available:
-        raise ConfigError(
-            f"device={requested} but no CUDA GPU is visible: use --set device=auto (or cpu), "
-            "or run on a machine with a GPU"
-        )
+        return default_device(cuda_available, mps_available)
+    missing = {"cuda": not cuda_available, "mps": not mps_available}.get(requested.split(":")[0])
+    if missing:
+        raise ConfigError(f"device={requested} but this machine has no {requested.split(':')[0].upper()} "
+                          "device: use --set device=auto (or cpu)")  # fmt: skip
     return requested
 
 
@@ -53,9 +57,13 @@ def choose_precision(
     device_type: str, requested: str = "auto", capability: tuple[int, int] | None = None
 ) -> Precision:
     """On CUDA bf16 from compute capability 8.0, fp16 + GradScaler below it; fp32 on a CPU
-    unless float16 or bfloat16 is asked for (the GPU's code path, to test it without a GPU)."""
+    unless float16 or bfloat16 is asked for (the GPU's code path, to test it without a GPU);
+    fp32 on Apple's MPS."""
     if requested not in ("auto", *DTYPES):
         raise ConfigError(f"dtype must be auto, {', '.join(DTYPES)}; got {requested!r}")
+    if device_type == "mps" and requested in ("float16", "bfloat16"):  # untested: float32 only
+        raise ConfigError(f"dtype={requested} on Apple's MPS is untested in this book: use "
+                          "dtype=float32 (auto chooses it there)")  # fmt: skip
     if device_type != "cuda":  # float32 unless asked: 16-bit matmuls are not faster on a CPU
         if requested in ("auto", "float32"):
             return Precision(torch.float32)

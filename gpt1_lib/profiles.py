@@ -102,11 +102,16 @@ def detect_profile(gpu_presets: bool = True) -> tuple[str, str]:
     return "cpu", "no CUDA GPU found"
 
 
-def default_device() -> str:
+def default_device(cuda: bool | None = None, mps: bool | None = None) -> str:
+    """The book's device choice, everywhere one is made: a CUDA GPU, else Apple's MPS, else the
+    CPU (`cuda`, `mps`: what is available, when the caller already knows). `--set device=cpu`
+    opts out; `python -m gpt1_lib.doctor --parity` says whether to trust the accelerator."""
     import torch
 
-    if torch.cuda.is_available():
+    if cuda if cuda is not None else torch.cuda.is_available():
         return "cuda"
+    if mps if mps is not None else torch.backends.mps.is_available():
+        return "mps"
     return "cpu"
 
 

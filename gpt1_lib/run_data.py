@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from gpt1_lib.checkpoint import file_digest
 from gpt1_lib.config import ConfigError
 from gpt1_lib.data import DataError, TokenFiles
@@ -49,4 +51,10 @@ def prepare_run_data(cfg: dict[str, Any], out_dir: Path, work_dir: Path, procs: 
             f"the tokenizer has {files.vocab_size} ids but vocab_size={cfg['vocab_size']}: "
             "raise vocab_size to at least the tokenizer's size"
         )
+    sizes = {split: path.stat().st_size // np.dtype(files.dtype).itemsize
+             for split, path in (("training", files.train), ("validation", files.val))}  # fmt: skip
+    if short := [f"{n:,} {split}" for split, n in sizes.items() if n < cfg["n_ctx"] + 1]:
+        raise DataError(f"{cfg['dataset']} is too short to train on: {' and '.join(short)} tokens, "
+                        f"fewer than one window of n_ctx + 1 = {cfg['n_ctx'] + 1}: give a longer "
+                        "text (chapter 06 §12 says how long), or lower n_ctx")  # fmt: skip
     return files, inputs

@@ -67,7 +67,15 @@ def keep_metrics_until(run_dir: Path, step: int) -> None:
 
 CONFIG = "config.yaml"
 CONFIG_HEADER = "# written by gpt1_lib: the resolved config of this run (--resume reads it)\n"
-RUN_FILES = (LAST, BEST, METRICS, CONFIG, "tokenizer.json", ".lock")  # what a run writes, and:
+RUN_FILES = (
+    LAST,
+    BEST,
+    METRICS,
+    CONFIG,
+    "tokenizer.json",
+    ".lock",
+    "health.png",
+)  # what a run writes (health.png: `doctor --run`), and:
 SNAPSHOTS = "ckpt_step_*.pt"  # keep_every's weights (chapter 09 reads every one of them)
 KEPT = "ckpt_*.pt.corrupt*"  # unreadable checkpoints, kept for inspection: never deleted
 TENSORBOARD = "tensorboard"  # the run's TensorBoard folder, and its two runs in it:

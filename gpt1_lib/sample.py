@@ -22,6 +22,7 @@ from gpt1_lib.fast_decode import fast_decode_steps
 from gpt1_lib.generate import end_of_text_id, stream
 from gpt1_lib.load import load
 from gpt1_lib.next_token import check_sampling_args
+from gpt1_lib.precision import resolve_device
 from gpt1_lib.tokenizer import decode, encode
 
 
@@ -46,7 +47,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--top-p", type=float, default=None)
     parser.add_argument("--seed", type=int, default=None, help="make the samples repeatable")
     parser.add_argument("--num-samples", type=int, default=1)
-    parser.add_argument("--device", default="auto", help="cpu, cuda, ... (auto: cuda if present)")
+    parser.add_argument(
+        "--device", default="auto", help="cpu, cuda, mps (auto: cuda, else mps, else cpu)"
+    )
     return parser.parse_args(argv)
 
 
@@ -74,9 +77,7 @@ def _sample(args: argparse.Namespace) -> None:
             args.prompt.encode("utf-8")
         except UnicodeEncodeError:  # bytes the shell could not decode: surrogates in the str
             raise ValueError("--prompt is not valid UTF-8 text: pass it as UTF-8") from None
-        device = args.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = resolve_device(args.device)  # auto: CUDA, else MPS, else the CPU
         model, tokenizer = load(args.checkpoint, device)
         eos_id = end_of_text_id(tokenizer)
     except (ValueError, OSError, ConnectionError) as err:

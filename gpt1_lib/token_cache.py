@@ -21,7 +21,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from gpt1_lib.atomic import write_atomically, write_text_atomically
-from gpt1_lib.corpus import CORPORA, VALIDATION_SPLITS, fetch, holdout_start, splits
+from gpt1_lib.corpus import (
+    CORPORA,
+    VALIDATION_SPLITS,
+    check_text_file,
+    fetch,
+    holdout_start,
+    splits,
+)
 from gpt1_lib.data import DataError, TokenFiles, token_dtype
 from gpt1_lib.download import sha256_of
 from gpt1_lib.tokenizer import EOS_ID
@@ -82,8 +89,12 @@ def _encode_range(path, start, end, tokenizer, dtype, dest, bar, separator=None,
 def corpus_files(dataset: str) -> tuple[Path, Path | None]:
     """(training text, validation text or None) of a corpus name or of a UTF-8 text file."""
     path = Path(dataset).expanduser()
-    if path.is_file():
-        return _non_empty(path), None
+    if path.is_file():  # your own text: empty, binary or not UTF-8 is one line that says so
+        try:
+            check_text_file(path)
+        except ValueError as err:
+            raise DataError(str(err)) from None
+        return path, None
     if path.suffix or "/" in dataset or os.sep in dataset:
         raise DataError(
             f"corpus file {dataset} does not exist: give the path of a UTF-8 text file "

@@ -26,6 +26,38 @@ README = (ROOT / "README.md").read_text()
 NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9A][0-9]_*.ipynb"))
 
 
+MAX_WORDS = 1500  # a newcomer reads it in two minutes
+
+
+def prose_words(markdown: str) -> list[str]:
+    """The words a reader reads: code blocks, HTML comments and link targets left out."""
+    text = re.sub(r"<!--.*?-->", "", markdown, flags=re.S)
+    text = re.sub(r"```.*?```", "", text, flags=re.S)
+    text = re.sub(r"\]\([^)]*\)", "]", text)
+    return [w for w in text.split() if re.search(r"[A-Za-z0-9]", w)]
+
+
+def test_the_readme_is_short_and_its_first_screen_says_what_shows_and_runs():
+    """At most 1,500 words; before the first section: what it is, one picture, chapter 08's
+    Colab badge and the two commands."""
+    words = prose_words(README)
+    assert len(words) <= MAX_WORDS, f"{len(words)} words: the README is for a two-minute read"
+    first = README[: README.index("\n## ")]
+    assert len(prose_words(first)) <= 150, "the first screen is a screen"
+    assert re.search(r"!\[[^\]]+\]\((?!http)[^)]+\.(png|svg)\)", first), "a picture"
+    assert f"/blob/{REF}/notebooks/08_train_gpt1.ipynb" in first, "chapter 08's Colab badge"
+    commands = [ln for _, code in _blocks("bash") if code in first for ln in code.splitlines()]
+    assert len([c for c in commands if c.strip() and not c.startswith("#")]) == 2, commands
+
+
+def test_every_link_and_figure_the_readme_shows_exists():
+    targets = re.findall(r"\]\(([^)\s]+)\)", README)
+    local = [t.split("#")[0] for t in targets if not re.match(r"[a-z]+:", t) and t.split("#")[0]]
+    assert local, "the README links its chapters and evidence"
+    missing = [t for t in local if not (ROOT / t).exists()]
+    assert not missing, f"the README links to files that do not exist: {missing}"
+
+
 def test_every_notebook_has_an_open_in_colab_badge_for_this_repository():
     repo = REPO_URL.removeprefix("https://github.com/")
     for name in NOTEBOOKS:
@@ -105,6 +137,7 @@ NEEDS_THE_NETWORK = "With the network"  # the sentence that introduces the onlin
 # Commands the offline test leaves out, and why (everything else runs as written).
 NOT_HERE = {
     "openai-gpt": "needs the Hugging Face hub",
+    "dataset=my.txt": "needs your own text (tests/test_own_text.py trains on one)",
     "--config t4": "needs TinyStories (a download) and a GPU-sized model",
     "torchrun": "needs several GPUs",
 }

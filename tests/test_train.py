@@ -93,7 +93,7 @@ def test_overrides_are_read_as_yaml_values():
         (["dropout=1.5"], "dropout must be a number in \\[0.0, 0.99\\]"),
         (["warmup_steps=100"], "warmup_steps=100 is more than max_steps=30"),
         (["dtype=fp8"], "dtype must be auto, float32, float16 or bfloat16"),
-        (["device=tpu"], "device must be auto, cpu, cuda or cuda:N"),
+        (["device=tpu"], "device must be auto, cpu, cuda, cuda:N or mps"),
         (["compile=maybe"], "compile must be true or false"),
         (["pre_ln=maybe"], "pre_ln must be true or false"),
         (["activation=relu"], "activation must be 'gelu_tanh' \\(GPT-1\\) or 'gelu'"),
@@ -174,7 +174,7 @@ def test_precision_follows_the_compute_capability(
 def test_devices_and_peaks():
     assert resolve_device("auto", cuda_available=False) == "cpu"
     assert resolve_device("auto", cuda_available=True) == "cuda"
-    with pytest.raises(ConfigError, match="no CUDA GPU is visible: use --set device=auto"):
+    with pytest.raises(ConfigError, match="no CUDA device: use --set device=auto"):
         resolve_device("cuda", cuda_available=False)
     assert Precision(torch.bfloat16).name == "bfloat16"
 

@@ -56,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.update(QUIET)
     paths = args.notebooks or sorted((ROOT / "notebooks").glob("[0-9A][0-9]_*.ipynb"))
-    total = 0.0
+    total, times = 0.0, {}
     for path in paths:
         print(f"running {path.name} ...", flush=True)
         try:
@@ -65,8 +65,34 @@ def main() -> None:
             print(f"{path.name} failed: {err}", file=sys.stderr)
             sys.exit(1)
         total += seconds
+        times[path.name] = seconds
         print(f"  {path.name}: {seconds:.0f} s", flush=True)
     print(f"all {len(paths)} notebooks ran in {total / 60:.1f} min")
+    if not args.notebooks:  # the whole course: how long each chapter takes, for the README
+        write_times(times, total)
+
+
+def write_times(times: dict[str, float], total: float) -> None:
+    """benchmarks/results/course.md: each notebook's seconds in this run of `make course`."""
+    sys.path.insert(0, str(ROOT))
+    from gpt1_lib.hardware import cpu_name
+    from gpt1_lib.profiles import active_profile
+
+    profile = active_profile()
+    lines = [
+        "# How long each notebook takes: one `make course` run",
+        "",
+        f"Measured on {time.strftime('%Y-%m-%d')} on {cpu_name()} ({os.cpu_count()} cores), "
+        f"profile `{profile.name}` for the teaching chapters ({profile.reason}); one run, on a "
+        "shared machine, so a few seconds either way. Written by `tools/run_notebooks.py`.",
+        "",
+        "| notebook | seconds |",
+        "|---|---:|",
+        *(f"| {name} | {seconds:.0f} |" for name, seconds in times.items()),
+        f"| all | {total:.0f} ({total / 60:.1f} min) |",
+        "",
+    ]
+    (ROOT / "benchmarks" / "results" / "course.md").write_text("\n".join(lines))
 
 
 if __name__ == "__main__":
