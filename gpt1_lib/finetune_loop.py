@@ -191,7 +191,7 @@ class FineTuner(TrainingLoop):
         self.per_epoch = len(self.data["train"]) // per_update
         self.max_steps = self.per_epoch * cfg["epochs"]
         self.eval_every, self.log_every = cfg["eval_interval"] or self.per_epoch, 1
-        self.tokens_per_step = per_update  # examples, here
+        self.tokens_per_step = per_update  # examples here: a checkpoint's tokens_seen counts them
         self.epoch_rows: tuple[int, list[torch.Tensor]] = (-1, [])  # one epoch's batches
         if self.out_dir and self.tokenizer and self.procs.main and not resuming:
             save_tokenizer(self.tokenizer, self.out_dir / TOKENIZER)
@@ -219,7 +219,8 @@ class FineTuner(TrainingLoop):
         return (*collate([train.seqs[r] for r in rows]), train.labels[rows])
 
     def loss(self, batch) -> torch.Tensor:
-        """L3 = L2 + λ·L1 of the batch; L2 and L1 are kept for the metrics line."""
+        """L3 = L2 + λ·L1 of the batch; L2 and L1 are kept for the metrics line (under torchrun,
+        this process's batches only; the line's `loss` is every process's mean)."""
         out = self.model(*batch, lm_coef=self.cfg["lm_coef"])
         lm = out.lm_loss.detach() if out.lm_loss is not None else None
         self.parts.append((out.clf_loss.detach(), lm))  # read at the metrics line: no sync here
@@ -228,7 +229,7 @@ class FineTuner(TrainingLoop):
     def evaluate(self) -> float:
         return accuracy(self.task_model, self.data["valid"])  # in eval mode, all of the split
 
-    def record(self, lr: float, norm: torch.Tensor | None, window: list) -> dict[str, Any]:
+    def record(self, lr: float, norm: torch.Tensor | None, speed: list) -> dict[str, Any]:
         """The step, the epoch, the loss L3 and its parts (means over the update's batches), and
         the learning rate."""
         parts, self.parts = self.parts, []
@@ -242,8 +243,10 @@ class FineTuner(TrainingLoop):
     def scored(self, value: float) -> dict[str, float]:
         return {"valid_accuracy": value}
 
-    def log(self, lr: float, norm: torch.Tensor | None, window: list) -> bool | None:
-        best = super().log(lr, norm, window)
+    # In the notebook these call super(Cls, self), naming their class: a function grown onto it by
+    # add_to_class has no class around it for a bare super() to find (the export writes super())
+    def log(self, lr: float, norm: torch.Tensor | None, speed: list) -> bool | None:
+        best = super().log(lr, norm, speed)
         if best:  # the weights GPT-1 keeps for the test, in memory too
             self.best_state = {k: v.detach().clone() for k, v in self.raw.state_dict().items()}
         return best
@@ -254,6 +257,8 @@ class FineTuner(TrainingLoop):
         self.best_state = read_checkpoint(best)["model"] if best.is_file() else None
 
     def summary(self) -> dict[str, Any]:
+        """Steps, seconds and the best validation accuracy; when the run is finished, the test
+        accuracy of the best validation weights, which the model keeps (not its last weights)."""
         summary = {"steps": self.step, "total_steps": self.max_steps, "seconds": self.seconds,
                    "best_valid_accuracy": self.best_val if self.best_state is not None else None}  # fmt: skip
         if self.step == self.max_steps and self.best_state is not None:

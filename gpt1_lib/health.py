@@ -32,6 +32,7 @@ SLACK = 0.05  # nats outside the band that still count as inside it (the seeds a
 AT_LN_V = 0.1  # nats from ln V: a uniform guess over the vocabulary
 FLAT = 0.05  # nats: the most a loss may move over its last third and still be "flat"
 AT_PLATEAU = 0.3  # nats from the corpus's unigram entropy
+HIGH = 0.7  # of ln V: a flat loss above it, where no unigram entropy is known, is suspect
 OVERFIT = 0.05  # nats the validation loss rises above its best while the training loss falls
 SKIPPED = 0.05  # of the updates skipped by the fp16 scaler: more is no longer "finding a scale"
 PICTURE = "health.png"
@@ -95,11 +96,14 @@ def at_ln_v(records: list[dict[str, Any]], cfg: dict[str, Any]) -> str | None:
     if not tail or ln_v == 0 or any(abs(v - ln_v) > AT_LN_V for _, v in tail):
         return None
     return (f"loss at ln V: the training loss sits at {tail[-1][1]:.2f} = ln {cfg['vocab_size']}, "
-            "a uniform guess over the vocabulary: nothing is learned; look for targets not "
-            "shifted by one, a frozen model (lr 0, no optimiser step) or zero gradients")  # fmt: skip
+            "a uniform guess over the vocabulary: nothing is learned; look for a frozen model "
+            "(lr 0, no optimiser step, parameters left out of the optimiser) or gradients that "
+            "never reach the weights (detached, or zeroed after backward)")  # fmt: skip
 
 
-def plateau(records: list[dict[str, Any]], entropy: float | None) -> str | None:
+def plateau(records: list[dict[str, Any]], entropy: float | None, ln_v: float) -> str | None:
+    """Stuck at the unigram entropy where it is known; else flat and still high (above HIGH of
+    ln V, where unigram entropies of text lie: a converged run is flat too, but lower)."""
     tail = last_third(_train(records))
     values = [v for _, v in tail]
     if not tail or max(values) - min(values) > FLAT:
@@ -109,9 +113,9 @@ def plateau(records: list[dict[str, Any]], entropy: float | None) -> str | None:
                 f"the corpus's unigram entropy ({entropy:.2f}), since update {tail[0][0]}: the "
                 "model predicts token frequencies only; try a longer warmup, a lower lr, or "
                 "pre_ln: true (post-LN leaves this plateau late, chapter 05 §9)")  # fmt: skip
-    if entropy is None:
-        return (f"flat: the training loss has not moved from {values[-1]:.2f} since update "
-                f"{tail[0][0]}; if that is far above what the corpus allows, see the unigram "
+    if entropy is None and values[-1] > HIGH * ln_v:
+        return (f"flat and high: the training loss has not moved from {values[-1]:.2f} since "
+                f"update {tail[0][0]}; if that is far above what the corpus allows, see the unigram "
                 "plateau of chapter 05 §9 (warmup, lr, pre_ln)")  # fmt: skip
     return None
 
@@ -186,10 +190,12 @@ def diagnose(run_dir: str | Path, band: dict[str, Any] | None = None) -> list[st
     if band is not None:
         differ = band_differences(cfg, band)
         lines.append(against_band(records, band) if not differ else
-                     f"no reference band: {', '.join(differ)} differ from the {band['preset']} "
-                     "preset's, whose seeds the band holds")  # fmt: skip
+                     f"no reference band: {', '.join(differ)} {'differs' if len(differ) == 1 else 'differ'} "
+                     f"from the {band['preset']} preset's, whose seeds the band holds (the symptoms "
+                     "below are checked all the same)")  # fmt: skip
     checks = (not_finite(records), scale_collapse(records), at_ln_v(records, cfg),
-              plateau(records, unigram_entropy(cfg, band)), overfitting(records))  # fmt: skip
+              plateau(records, unigram_entropy(cfg, band), math.log(cfg.get("vocab_size") or 2)),
+              overfitting(records))  # fmt: skip
     found = [c for c in checks if c]
     if any(c.startswith(("NaN", "loss at ln V")) for c in found):  # the rest follows from these
         found = [c for c in found if not c.startswith(("flat", "stuck"))]

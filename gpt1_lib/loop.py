@@ -239,7 +239,7 @@ class TrainingLoop:
     def _fit(self, resume: bool, until: int | None, overwrite: bool) -> dict[str, Any]:
         self.begin(resume, overwrite)
         cfg, end = self.cfg, self.max_steps if until is None else min(until, self.max_steps)
-        self.seconds, self.tokens_this_session, window = 0.0, 0, [0.0, 0]  # time, tokens
+        self.seconds, self.tokens_this_session, speed = 0.0, 0, [0.0, 0]  # speed: s, tokens
         self.bar = tqdm(total=self.max_steps, initial=self.step, unit="step", desc="training",
                         disable=not self.progress, dynamic_ncols=True)  # fmt: skip
         try:
@@ -252,12 +252,12 @@ class TrainingLoop:
                     self.tokens_seen += self.tokens_per_step
                     self.seconds += seconds
                     self.tokens_this_session += self.tokens_per_step
-                    window = [window[0] + seconds, window[1] + self.tokens_per_step]
+                    speed = [speed[0] + seconds, speed[1] + self.tokens_per_step]
                     self.window = [self.window[0] + loss, self.window[1] + 1]
-                    best = self.log(lr, norm, window)  # evaluates when due
+                    best = self.log(lr, norm, speed)  # evaluates when due
                 except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError, on any device
                     raise TrainingError(out_of_memory_message(cfg)) from None
-                window = [0.0, 0] if best is not None else window  # a line written: a new window
+                speed = [0.0, 0] if best is not None else speed  # a line written: time afresh
                 self.bar.update(1)
                 if best:  # a best comes with a complete last: a resume is never behind the best
                     self.save([LAST, BEST])
@@ -273,14 +273,14 @@ class TrainingLoop:
                 self.tb = None
         return self.summary()
 
-    def log(self, lr: float, norm: torch.Tensor | None, window: list) -> bool | None:
+    def log(self, lr: float, norm: torch.Tensor | None, speed: list) -> bool | None:
         """Write this update's metrics line if it is due (`record`), evaluating if due (`scored`);
         None if not due, else whether the score is the best so far."""
         step = self.step
         evaluating = step % self.eval_every == 0 or step == self.max_steps
         if not evaluating and step % self.log_every:
             return None
-        record, loss = self.record(lr, norm, window), self.window[0] / self.window[1]
+        record, loss = self.record(lr, norm, speed), self.window[0] / self.window[1]
         if self.scaler.is_enabled():  # fp16: the scale GradScaler has found, and its skips so far
             record.update(loss_scale=self.scaler.get_scale(), skipped_updates=self.skipped)
         self.window, best = [0.0, 0], False

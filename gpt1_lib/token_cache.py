@@ -89,11 +89,8 @@ def _encode_range(path, start, end, tokenizer, dtype, dest, bar, separator=None,
 def corpus_files(dataset: str) -> tuple[Path, Path | None]:
     """(training text, validation text or None) of a corpus name or of a UTF-8 text file."""
     path = Path(dataset).expanduser()
-    if path.is_file():  # your own text: empty, binary or not UTF-8 is one line that says so
-        try:
-            check_text_file(path)
-        except ValueError as err:
-            raise DataError(str(err)) from None
+    if path.is_file():  # your own text: empty, binary or not UTF-8 is a ValueError in one line
+        check_text_file(path)
         return path, None
     if path.suffix or "/" in dataset or os.sep in dataset:
         raise DataError(

@@ -62,7 +62,7 @@ class Trainer(TrainingLoop):
         return model
 
     def schedule(self, step: int) -> float:
-        """Chapter 05's: a linear warmup, then a cosine down to a tenth of lr."""
+        """Chapter 05's: a linear warmup, then a cosine down to 0."""
         return lr_at(step, self.cfg["lr"], self.cfg["warmup_steps"], self.cfg["max_steps"])
 
     def batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,13 +86,14 @@ class Trainer(TrainingLoop):
         total = procs.mean(total)  # mean of the sums over mean of the counts: the global mean
         return (total[0] / total[1]).item()
 
-    def record(self, lr: float, norm: torch.Tensor | None, window: list) -> dict[str, Any]:
-        """The step, the mean training loss since the last line, the learning rate, the gradient
-        norm before clipping, the tokens seen, the tokens per second and, on a GPU, the MFU."""
+    def record(self, lr: float, norm: torch.Tensor | None, speed: list) -> dict[str, Any]:
+        """The step, the mean training loss since the last line (`self.window`: its sum and count),
+        the learning rate, the gradient norm before clipping, the tokens seen, the tokens per second
+        (`speed`: the seconds and tokens since the last line) and, on a GPU, the MFU."""
         record = {
             "step": self.step, "train_loss": self.window[0] / self.window[1], "lr": lr,
             "grad_norm": norm.item() if norm is not None and torch.isfinite(norm) else None,
-            "tokens_seen": self.tokens_seen, "tokens_per_s": window[1] / window[0],
+            "tokens_seen": self.tokens_seen, "tokens_per_s": speed[1] / speed[0],
         }  # fmt: skip
         if self.peak:
             record["mfu"] = record["tokens_per_s"] * self.flops_per_token / self.peak

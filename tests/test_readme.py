@@ -181,7 +181,7 @@ def test_the_readme_python_examples_run(tmp_path):
         (tmp_path / "example.py").write_text(code)
         _run_in(tmp_path, [sys.executable, "example.py"])
     assert (tmp_path / "my-gpt" / "config.json").is_file()
-    assert (tmp_path / "my-gpt" / "tokenizer.json").is_file()
+    assert (tmp_path / "my-run" / "tokenizer.json").is_file()
 
 
 def test_the_readme_command_lines_run(tmp_path):
