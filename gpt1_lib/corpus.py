@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from gpt1_lib.data import DataError
 from gpt1_lib.download import (
     CHUNK_BYTES,
     MIRROR_ENV,
@@ -169,24 +170,25 @@ def holdout_start(path: Path, val_fraction: float) -> int:
 
 
 def check_text_file(path: Path) -> None:
-    """Raise a clear error unless `path` is a non-empty UTF-8 text file (checked in chunks; a
-    NUL byte, which text never holds, says a file is binary: an image, a PDF, a zip)."""
+    """Raise a clear error (`DataError`, a ValueError) unless `path` is a non-empty UTF-8 text
+    file (checked in chunks; a NUL byte, which text never holds, says a file is binary: an
+    image, a PDF, a zip)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no text file at {path}: check the path")
     if path.stat().st_size == 0:
-        raise ValueError(f"{path} is empty: give a file with text in it")
+        raise DataError(f"{path} is empty: give a file with text in it")
     decoder = codecs.getincrementaldecoder("utf-8")()
     offset = 0
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK_BYTES):
             if (nul := chunk.find(b"\x00")) >= 0:
-                raise ValueError(f"{path} holds binary data (a NUL byte at offset {offset + nul}), "
+                raise DataError(f"{path} holds binary data (a NUL byte at offset {offset + nul}), "
                                  "not text: give a plain-text (.txt) file")  # fmt: skip
             try:
                 decoder.decode(chunk)
             except UnicodeDecodeError as err:
-                raise ValueError(
+                raise DataError(
                     f"{path} is not UTF-8 text (bad byte near offset {offset + err.start}): "
                     "convert it first, e.g. iconv -f latin1 -t utf-8"
                 ) from None
@@ -194,4 +196,4 @@ def check_text_file(path: Path) -> None:
     try:
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
-        raise ValueError(f"{path} is not UTF-8 text (it ends inside a character)") from None
+        raise DataError(f"{path} is not UTF-8 text (it ends inside a character)") from None

@@ -88,9 +88,8 @@ class TrainingLoop:
                 f"{self.procs.world} processes: make grad_accum a multiple of {self.procs.world}"
             )
         self.micro_steps = cfg["grad_accum"] // self.procs.world
-        self.max_steps = self.eval_every = self.log_every = self.tokens_per_step = (
-            0  # prepare_data's
-        )
+        # set by prepare_data:
+        self.max_steps = self.eval_every = self.log_every = self.tokens_per_step = 0
         self.progress = progress and self.procs.main
         self.bar: Any = None  # the tqdm bar, while fit() runs
         if self.precision.note:
@@ -212,6 +211,9 @@ class TrainingLoop:
             raise ConfigError(f"until must be a positive update number, got {until}")
         if resume and overwrite:
             raise ConfigError("resume and overwrite exclude each other: choose one")
+        if missing := [hook for hook in TrainingLoop.__annotations__ if not hasattr(self, hook)]:
+            raise TypeError(f"{type(self).__name__} does not define {', '.join(missing)}: a "
+                            "TrainingLoop asks its subclass for them (chapter 06 §5)")  # fmt: skip
         # denormals flushed on a CPU, TF32 on Ampere+: while it trains, as they were afterwards
         held = exclusive(self.out_dir, self.procs) if self.out_dir else contextlib.nullcontext()
         with held, training_settings(self.device, self.capability):  # in memory, nothing is held

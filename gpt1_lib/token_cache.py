@@ -89,7 +89,7 @@ def _encode_range(path, start, end, tokenizer, dtype, dest, bar, separator=None,
 def corpus_files(dataset: str) -> tuple[Path, Path | None]:
     """(training text, validation text or None) of a corpus name or of a UTF-8 text file."""
     path = Path(dataset).expanduser()
-    if path.is_file():  # your own text: empty, binary or not UTF-8 is a ValueError in one line
+    if path.is_file():  # your own text: empty, binary or not UTF-8 is one line (a DataError)
         check_text_file(path)
         return path, None
     if path.suffix or "/" in dataset or os.sep in dataset:

@@ -618,3 +618,15 @@ def test_fp16_runs_log_the_loss_scale_and_the_skips_and_a_resume_keeps_the_count
     train(tiny_config(corpus, max_steps=12), tmp_path / "fp32", progress=False, work_dir=work_dir, until=2)
     assert all("loss_scale" not in r and "skipped_updates" not in r
                for r in read_metrics(tmp_path / "fp32"))  # fmt: skip
+
+
+def test_a_training_loop_that_forgets_a_hook_is_told_which_at_once(tmp_path):
+    """A `TrainingLoop` subclass must say what it trains: one missing is named when `fit`
+    starts, not an AttributeError in the middle of a run."""
+    from gpt1_lib.loop import TrainingLoop
+
+    class Half(TrainingLoop):
+        def prepare_data(self, resuming: bool) -> None: ...
+
+    with pytest.raises(TypeError, match="Half does not define make_model, schedule, batch, loss"):
+        Half({"tensorboard": False, "device": "cpu", "dtype": "auto", "grad_accum": 1}, tmp_path).fit()
