@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gpt1_lib.config import load_config  # noqa: E402
+from gpt1_lib.data import token_entropy  # noqa: E402
 from gpt1_lib.health import BAND_KEYS  # noqa: E402
 from gpt1_lib.run_dir import read_metrics  # noqa: E402
 from gpt1_lib.token_cache import prepare_tokens  # noqa: E402
@@ -40,13 +41,6 @@ from gpt1_lib.train import train  # noqa: E402
 
 OUT = ROOT / "gpt1_lib" / "configs" / "cpu_band.json"
 SEEDS = (1337, 1, 2, 3, 4)  # 1337: the preset's own seed, chapter 06's run
-
-
-def unigram_entropy(token_file: Path, dtype: str, vocab_size: int) -> float:
-    """-Σ p log p of the token frequencies of a split, in nats."""
-    counts = np.bincount(np.memmap(token_file, dtype=dtype, mode="r"), minlength=vocab_size)
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log(p)).sum())
 
 
 def spread(curves: list[dict[int, float]]) -> tuple[list[int], dict[str, list[float]]]:
@@ -77,7 +71,7 @@ def main() -> None:
         assert cfg is not None
         tokenizer = load_tokenizer(run / "tokenizer.json")
         files = prepare_tokens(cfg["dataset"], tokenizer, args.work_dir, cfg["val_fraction"], False)
-        entropy = unigram_entropy(files.train, files.dtype, files.vocab_size)
+        entropy = token_entropy(np.fromfile(files.train, dtype=files.dtype), files.vocab_size)
     steps, train_band = spread(train_curves)
     val_steps, val_band = spread(val_curves)
     band = {

@@ -50,6 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gpt1_lib.config import load_config  # noqa: E402
+from gpt1_lib.data import token_entropy  # noqa: E402
 from gpt1_lib.run_dir import read_metrics  # noqa: E402
 from gpt1_lib.token_cache import prepare_tokens  # noqa: E402
 from gpt1_lib.tokenizer import prepare_tokenizer  # noqa: E402
@@ -127,9 +128,7 @@ def unigram_entropy(work_dir: Path) -> tuple[float, int]:
     tokenizer = prepare_tokenizer(DATASET, VOCAB, work_dir)
     files = prepare_tokens(DATASET, tokenizer, work_dir, progress=False)
     ids = np.fromfile(files.train, dtype=files.dtype)
-    freq = np.bincount(ids, minlength=VOCAB) / len(ids)
-    freq = freq[freq > 0]
-    return float(-(freq * np.log(freq)).sum()), len(ids)
+    return token_entropy(ids, VOCAB), len(ids)
 
 
 def run(probe: Probe, run_dir: Path, work_dir: Path, line: float, full: bool) -> None:

@@ -80,3 +80,11 @@ class Windows:
             np.stack([self.tokens[s : s + self.n_ctx + 1] for s in starts]).astype(np.int64)
         )
         return rows[:, :-1].contiguous(), rows[:, 1:].contiguous()
+
+
+def token_entropy(ids: np.ndarray, vocab_size: int) -> float:
+    """The entropy, in nats, of the frequencies of the token ids `ids`: the loss of a model that
+    knows only how often each token occurs, the plateau training sits on before it uses context."""
+    freq = np.bincount(ids, minlength=vocab_size) / len(ids)
+    freq = freq[freq > 0]
+    return float(-(freq * np.log(freq)).sum())

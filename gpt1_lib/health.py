@@ -177,14 +177,19 @@ def against_band(records: list[dict[str, Any]], band: dict[str, Any]) -> str:
             "preset's seeds; validation tells whether it generalises")  # fmt: skip
 
 
+def read_run(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A run's metrics records and its config (empty where it has no config.yaml)."""
+    path = run_dir / CONFIG
+    cfg = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    return read_metrics(run_dir), cfg or {}
+
+
 def diagnose(run_dir: str | Path, band: dict[str, Any] | None = None) -> list[str]:
     """One line per finding about the run in `run_dir` (`band`: the cpu preset's by default)."""
     run_dir = Path(run_dir)
-    records = read_metrics(run_dir)
+    records, cfg = read_run(run_dir)
     if not records:
         return [f"no metrics: {run_dir / 'metrics.jsonl'} has no record yet"]
-    cfg_path = run_dir / CONFIG
-    cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else {}
     band = load_band() if band is None else band
     lines = []
     if band is not None:
@@ -211,9 +216,7 @@ def draw(run_dir: str | Path, band: dict[str, Any] | None = None) -> Path | None
     except ImportError:
         return None
     run_dir, band = Path(run_dir), load_band() if band is None else band
-    records = read_metrics(run_dir)
-    cfg_path = run_dir / CONFIG
-    cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else {}
+    records, cfg = read_run(run_dir)
     ax = (fig := Figure(figsize=(7, 4), layout="constrained")).subplots()
     if band is not None and not band_differences(cfg, band):
         b = band["train_loss"]
