@@ -43,7 +43,8 @@ from gpt1_lib.hardware import cpu_name  # noqa: E402
 from gpt1_lib.perplexity import perplexity  # noqa: E402
 from gpt1_lib.profiles import load_config  # noqa: E402
 from gpt1_lib.token_cache import prepare_tokens  # noqa: E402
-from gpt1_lib.tokenizer import decode, prepare_tokenizer  # noqa: E402
+from gpt1_lib.tokenizer import decode  # noqa: E402
+from gpt1_lib.tokenizer_cache import prepare_tokenizer  # noqa: E402
 from gpt1_lib.train import read_metrics, train  # noqa: E402
 
 # The first preset, gpt1_lib/configs/cpu.yaml as of commit 89e8463, where it differs from today's

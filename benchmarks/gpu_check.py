@@ -53,13 +53,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gpt1_lib import hardware  # noqa: E402
+from gpt1_lib.gpu_peaks import peak_flops  # noqa: E402
 from gpt1_lib.plan import UpdateTimer  # noqa: E402
 from gpt1_lib.precision import (  # noqa: E402
     Precision,
     autocast,
     choose_precision,
     model_flops_per_token,
-    peak_flops,
 )
 from gpt1_lib.profiles import load_config  # noqa: E402
 
@@ -533,7 +533,7 @@ def render_report(facts: dict[str, str], rows: list[Measurement], kernels: dict[
         "memory: `torch.cuda.max_memory_allocated` (reserved by the caching allocator in "
         "brackets), weights, gradients, AdamW's state and one micro-batch's activations. MFU: "
         "tokens/s × `gpt1_lib.precision.flops_per_token` (6 per weight + attention) over the "
-        'device\'s dense 16-bit peak (`gpt1_lib.precision.PEAK_FLOPS`; "unknown peak" where the '
+        'device\'s dense 16-bit peak (`gpt1_lib.gpu_peaks.PEAK_FLOPS`; "unknown peak" where the '
         "device is not listed). SDPA kernel: the op the profiler saw in one eager forward + backward.",
         "",
         "| preset | dtype | compile | micro-batch × accumulation | peak memory (reserved) "

@@ -53,7 +53,7 @@ from gpt1_lib.config import load_config  # noqa: E402
 from gpt1_lib.data import token_entropy  # noqa: E402
 from gpt1_lib.run_dir import read_metrics  # noqa: E402
 from gpt1_lib.token_cache import prepare_tokens  # noqa: E402
-from gpt1_lib.tokenizer import prepare_tokenizer  # noqa: E402
+from gpt1_lib.tokenizer_cache import prepare_tokenizer  # noqa: E402
 from gpt1_lib.train import train  # noqa: E402
 
 MARGIN = 0.3  # nats below the unigram entropy that count as off the plateau

@@ -19,7 +19,7 @@ import os
 import random
 import shutil
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -121,62 +121,6 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
 def resumable(ckpt: Mapping[str, Any]) -> bool:
     """Whether a checkpoint can continue training exactly (complete), not just give weights."""
     return all(key in ckpt for key in _RESUMABLE)
-
-
-def _kept_aside(path: Path) -> Path:
-    """The first free name of `<name>.corrupt`, `<name>.corrupt.2`, ...: none is overwritten."""
-    n = 1
-    while (aside := path.with_name(path.name + ".corrupt" + (f".{n}" if n > 1 else ""))).exists():
-        n += 1
-    return aside
-
-
-def latest_checkpoint(
-    run_dir: str | os.PathLike, log: Callable[[str], None] = print
-) -> Path | None:
-    """The complete checkpoint of a run with the most steps, or None if the run has none.
-
-    Leftover temporary files of a checkpoint write that was killed are deleted; an unreadable
-    checkpoint is renamed `<name>.corrupt` (kept for inspection: a later one becomes
-    `<name>.corrupt.2`, and so on, never overwriting it) and the other is used.
-    """
-    run_dir = Path(run_dir)
-    for tmp in sorted(run_dir.glob(".ckpt_*.pt.*.tmp")):  # write_atomically's temporary names
-        tmp.unlink()
-        log(f"removed {tmp.name}: a checkpoint write that was interrupted")
-    readable: list[tuple[int, Path]] = []  # (step, path) of complete checkpoints
-    lean: list[tuple[int, Path]] = []  # and of weights-only ones
-    broken: list[str] = []
-    for name in (LAST, BEST):
-        path = run_dir / name
-        if not path.exists():
-            continue
-        try:
-            ckpt = read_checkpoint(path)
-        except CheckpointError as err:
-            aside = _kept_aside(path)
-            os.replace(path, aside)
-            broken.append(aside.name)
-            log(f"warning: {err}; kept it as {aside.name}")
-            continue
-        (readable if resumable(ckpt) else lean).append((ckpt["step"], path))
-    if not readable and (broken or lean):
-        why = f"see {', '.join(broken)}" if broken else f"no {LAST}"
-        weights = (
-            f"; {lean[0][1].name} (update {lean[0][0]}) holds weights only, for load_model"
-            if lean
-            else ""
-        )
-        raise CheckpointError(
-            f"no complete checkpoint left in {run_dir} to resume from ({why}){weights}: "
-            "start the run again with --overwrite, or into another --out-dir"
-        )
-    if not readable:
-        return None
-    step, path = max(readable)
-    if broken:
-        log(f"resuming from {path.name} (step {step}) instead")
-    return path
 
 
 def clean_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

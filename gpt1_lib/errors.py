@@ -2,7 +2,8 @@
 # Change the notebook, then run `make export`.
 
 
-"""The one base class of the errors a user can fix."""
+"""The one base class of the errors a user can fix, and `ConfigError`, which chapter 06's config
+and appendix A4's checks of it share."""
 
 from __future__ import annotations
 
@@ -12,3 +13,8 @@ class GPT1Error(Exception):
     that a user can fix is one (`ConfigError`, `DataError`, `CheckpointError`, ...), so a
     program catches them all with one `except GPT1Error`, and the command lines print the
     message and exit 1, without a traceback."""
+
+
+class ConfigError(GPT1Error, ValueError):
+    """A setting that cannot work (a config key or value, an option of a command line); the
+    message says what to change."""

@@ -22,19 +22,20 @@ import torch
 import yaml
 from tokenizers import Tokenizer
 
-from gpt1_lib.config import parse_overrides
+from gpt1_lib.config_checks import parse_overrides
 from gpt1_lib.corpus import fetch
-from gpt1_lib.errors import GPT1Error
 from gpt1_lib.finetune_hf import save_hf
 from gpt1_lib.finetune_loop import FINETUNE_DEFAULTS, FineTuner, finetune_config, prepare
 from gpt1_lib.finetune_model import FineTuneError
 from gpt1_lib.load import load  # chapter 07's one loader: a run folder, an HF folder, a hub id
 from gpt1_lib.model import GPT
 from gpt1_lib.precision import resolve_device
-from gpt1_lib.run_dir import CONFIG, HF
+from gpt1_lib.run_dir import CONFIG
+from gpt1_lib.run_folder import HF
 from gpt1_lib.shakespeare_tasks import shakespeare_tasks
 from gpt1_lib.task_files import load_task
 from gpt1_lib.tasks import Task
+from gpt1_lib.train_cli import USER_ERRORS  # one line each, no traceback (section 3)
 
 
 def load_language_model(source: str | Path, device: str = "cpu") -> tuple[GPT, Tokenizer]:
@@ -105,10 +106,6 @@ def run(checkpoint: str | Path, task: str | Path | Task, out_dir: str | Path,
     if "test_accuracy" in summary and tuner.procs.main:  # under torchrun, one process exports
         summary["hf"] = save_hf(model, tokenizer, out / HF, labels=task.labels)
     return {"task": task.name, "kind": task.kind, "chance": task.chance, **summary}
-
-
-USER_ERRORS = (GPT1Error, OSError)  # OSError: a file that cannot be read or written, or no
-# network (ConnectionError is one), named in one line
 
 
 def main(argv: list[str] | None = None) -> int:

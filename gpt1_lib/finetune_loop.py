@@ -8,7 +8,6 @@ task's batches, its loss and its score."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -18,17 +17,7 @@ import torch
 from tokenizers import Tokenizer
 
 from gpt1_lib.checkpoint import BEST, TOKENIZER, read_checkpoint
-from gpt1_lib.config import (
-    Check,
-    ConfigError,
-    at_least,
-    between,
-    check_settings,
-    checked_bool,
-    checked_float,
-    optional,
-    parse_overrides,
-)
+from gpt1_lib.config import ConfigError
 from gpt1_lib.finetune_model import (
     SPECIAL,
     Encoded,
@@ -70,28 +59,12 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _lm_coef(key: str, value: Any) -> float:
-    try:
-        return checked_float(key, value, 0.0, math.inf)
-    except ConfigError:
-        raise ConfigError(f"lm_coef (λ) must be 0 or more, got {value!r}: 0 turns the auxiliary "
-                          "LM loss off, GPT-1 used 0.5") from None  # fmt: skip
-
-
-FINETUNE_CHECKS: dict[str, Check] = {
-    "batch_size": at_least(1), "grad_accum": at_least(1), "epochs": at_least(1), "ckpt_interval": at_least(1),
-    "eval_interval": at_least(0), "seed": at_least(0), "transfer_layers": optional(at_least(-1)),
-    "lr": between(0.0, 1.0, low_open=True), "warmup": between(0.0, 1.0),
-    "weight_decay": between(0.0, 1.0), "dropout": between(0.0, 0.99),
-    "clf_dropout": between(0.0, 0.99), "grad_clip": optional(between(0.0, math.inf, low_open=True)),
-    "truncate": checked_bool, "lm_coef": _lm_coef, "compile": checked_bool, "tensorboard": checked_bool,
-}  # fmt: skip
-
-
 def finetune_config(overrides: dict[str, Any] | Sequence[str] | None = None) -> dict[str, Any]:
     """GPT-1's recipe with `overrides` (a dict, or `key=value` strings as `--set` gives them),
     read and checked as training's config is (`check_settings`), so a typo is one line, not a
     traceback mid-run."""
+    from gpt1_lib.config_checks import FINETUNE_CHECKS, check_settings, parse_overrides  # A4 §2
+
     return check_settings(
         parse_overrides(overrides), FINETUNE_DEFAULTS, FINETUNE_CHECKS, "fine-tuning"
     )

@@ -17,13 +17,8 @@ from tokenizers import Tokenizer
 from gpt1_lib.checkpoint import load_model
 from gpt1_lib.hub import HUB_ALIASES, hub_reachable
 from gpt1_lib.model import GPT
-from gpt1_lib.tokenizer import (
-    OPENAI_FILES,
-    load_openai_tokenizer,
-    load_tokenizer,
-    openai_tokenizer_files,
-    read_tokenizer_file,
-)
+from gpt1_lib.openai_tokenizer import OPENAI_FILES, load_openai_tokenizer, openai_tokenizer_files
+from gpt1_lib.tokenizer import load_tokenizer, read_tokenizer_file
 
 
 def load(source: str | os.PathLike, device: str = "cpu") -> tuple[GPT, Tokenizer]:

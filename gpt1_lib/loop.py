@@ -35,14 +35,7 @@ from gpt1_lib.distributed import place
 from gpt1_lib.errors import GPT1Error
 from gpt1_lib.optim import make_optimizer
 from gpt1_lib.precision import autocast, choose_precision, scaler_step, training_settings
-from gpt1_lib.run_dir import (
-    append_metrics,
-    check_same_inputs,
-    exclusive,
-    keep_metrics_until,
-    resume_from,
-    write_config,
-)
+from gpt1_lib.run_dir import append_metrics, check_same_inputs, keep_metrics_until, write_config
 
 
 class TrainingError(GPT1Error, RuntimeError):
@@ -214,18 +207,23 @@ class TrainingLoop:
         if missing := [hook for hook in TrainingLoop.__annotations__ if not hasattr(self, hook)]:
             raise TypeError(f"{type(self).__name__} does not define {', '.join(missing)}: a "
                             "TrainingLoop asks its subclass for them (chapter 06 §5)")  # fmt: skip
-        # denormals flushed on a CPU, TF32 on Ampere+: while it trains, as they were afterwards
-        held = exclusive(self.out_dir, self.procs) if self.out_dir else contextlib.nullcontext()
-        with held, training_settings(self.device, self.capability):  # in memory, nothing is held
+        from gpt1_lib.run_folder import exclusive  # a run folder's lock: appendix A4 §2
+
+        # the folder held (in memory, nothing); denormals flushed on a CPU, TF32 on Ampere+ while it
+        # trains, as they were afterwards
+
+        with exclusive(self.out_dir, self.procs), training_settings(self.device, self.capability):
             return self._fit(resume, until, overwrite)
 
     def begin(self, resume: bool, overwrite: bool) -> None:
         """Start afresh or from the newest good checkpoint, whose config and inputs must be this
         run's; then the data, the model, and (in a run folder) config.yaml and TensorBoard."""
         cfg, out, warn = self.cfg, self.out_dir, functools.partial(self.say, always=True)
-        path, ckpt = (
-            resume_from(out, resume, overwrite, self.procs, cfg, warn) if out else (None, {})
-        )
+        from gpt1_lib.run_folder import resume_from  # by the run folder's rules: appendix A4 §2
+
+        path, ckpt = resume_from(
+            out, resume, overwrite, self.procs, cfg, warn
+        )  # (None, {}) in memory
         self.prepare_data(path is not None)  # resuming?
         if path is not None:
             check_same_inputs(ckpt.get("inputs", {}), self.inputs, path, self.input_names)

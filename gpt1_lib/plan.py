@@ -16,13 +16,13 @@ from typing import Any
 
 import torch
 
+from gpt1_lib.gpu_peaks import device_peak_flops
 from gpt1_lib.model import GPT, model_config
 from gpt1_lib.optim import make_optimizer
 from gpt1_lib.precision import (
     Precision,
     autocast,
     choose_precision,
-    device_peak_flops,
     model_flops_per_token,
     resolve_device,
     scaler_step,

@@ -2,7 +2,7 @@
 # Change the notebook, then run `make export`.
 
 
-"""The hardware decisions of the training loop: device, number format, peak FLOP/s.
+"""The hardware decisions of the training loop: device, number format, process-wide switches.
 
 They are pure functions of what the hardware reports (is CUDA there, which compute capability,
 which device name), so they are tested with those as inputs on any machine.
@@ -11,7 +11,6 @@ which device name), so they are tested with those as inputs on any machine.
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -102,33 +101,6 @@ def scaler_step(scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimizer) 
     scaler.step(optimizer)  # no step if a gradient is inf or NaN
     scaler.update()  # then the scale is halved; after 2,000 clean steps it doubles
     return scale is not None and scaler.get_scale() < scale
-
-
-# (model, variant, dense 16-bit tensor-core FLOP/s with FP32 accumulation): NVIDIA's data
-# sheets, without sparsity. A variant row applies when the name has that word as well; the
-# plain row is the SXM module ("NVIDIA H100 80GB HBM3"), the variants are PCIe cards and NVL.
-PEAK_FLOPS = (
-    ("T4", None, 65e12),
-    ("V100", None, 125e12), ("V100", "PCIE", 112e12),
-    ("A10", None, 125e12), ("A30", None, 165e12), ("A40", None, 149.7e12), ("A100", None, 312e12),
-    ("L4", None, 121e12), ("L40", None, 181e12), ("L40S", None, 362e12),
-    ("H100", None, 989e12), ("H100", "PCIE", 756e12), ("H100", "NVL", 835e12),
-    ("H200", None, 989e12), ("H200", "NVL", 835e12),
-)  # fmt: skip
-
-
-def peak_flops(device_name: str) -> float | None:
-    """The dense 16-bit peak FLOP/s of a GPU from the name CUDA reports ("Tesla T4"), or None
-    for a GPU without a row. Whole words only: an "NVIDIA L40" is not an L4, an A10G not an A10."""
-    words = set(re.split(r"[\s_-]+", device_name.upper()))
-    rows = [(variant is not None, flops) for model, variant, flops in PEAK_FLOPS
-            if model in words and (variant is None or variant in words)]  # fmt: skip
-    return max(rows)[1] if rows else None
-
-
-def device_peak_flops(device: torch.device) -> float | None:
-    """The peak FLOP/s of one training device: a known GPU's, else None (no MFU on a CPU)."""
-    return peak_flops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
 
 
 def denormals_flushed() -> bool:

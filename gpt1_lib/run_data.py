@@ -17,7 +17,7 @@ from gpt1_lib.checkpoint import file_digest
 from gpt1_lib.config import ConfigError
 from gpt1_lib.data import DataError, TokenFiles
 from gpt1_lib.distributed import Processes
-from gpt1_lib.tokenizer import load_tokenizer, prepare_tokenizer, save_tokenizer
+from gpt1_lib.tokenizer import load_tokenizer, save_tokenizer
 
 
 def prepare_run_data(cfg: dict[str, Any], out_dir: Path, work_dir: Path, procs: Processes,
@@ -26,6 +26,7 @@ def prepare_run_data(cfg: dict[str, Any], out_dir: Path, work_dir: Path, procs: 
     started with; `inputs` holds the digests of its corpus and its tokenizer. The token cache
     itself is appendix A1's."""
     from gpt1_lib.token_cache import corpus_content, corpus_files, prepare_tokens
+    from gpt1_lib.tokenizer_cache import prepare_tokenizer
 
     tok_file = out_dir / "tokenizer.json"
     if procs.main:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from gpt1_lib.config import ConfigError
-from gpt1_lib.run_dir import TENSORBOARD, TENSORBOARD_RUNS
+from gpt1_lib.run_folder import TENSORBOARD, TENSORBOARD_RUNS
 
 
 def tensorboard_writer() -> type:

@@ -12,23 +12,11 @@ text, learned merges compress the frequent pieces, and `decode(encode(text)) == 
 
 from __future__ import annotations
 
-import codecs
-import hashlib
 import os
-import tempfile
-import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
-from tokenizers import (
-    AddedToken,
-    Tokenizer,
-    decoders,
-    models,
-    normalizers,
-    pre_tokenizers,
-    trainers,
-)
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from gpt1_lib.atomic import write_atomically
 
@@ -150,131 +138,3 @@ def read_tokenizer_file(path: str | os.PathLike, advice: str = "") -> Tokenizer:
     except Exception as err:  # tokenizers raises a bare Exception for bad JSON
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ValueError(f"{path} is not a readable tokenizer file ({reason}){advice}") from None
-
-
-def tokenizer_path(
-    dataset: str,
-    vocab_size: int,
-    work_dir: str | os.PathLike,
-    sample_bytes: int | None = None,
-    val_fraction: float = 0.1,
-) -> Path:
-    """Where `prepare_tokenizer` caches the tokenizer for this corpus, size, sample and split."""
-    from gpt1_lib.corpus import CORPORA, has_validation_split
-
-    if dataset in CORPORA:
-        name = dataset
-    else:  # a file path: its stem, plus a hash so two `input.txt` files never collide
-        resolved = str(Path(dataset).expanduser().resolve())
-        name = f"{Path(dataset).stem}-{hashlib.sha1(resolved.encode()).hexdigest()[:8]}"
-    sample = f"-first{sample_bytes}" if sample_bytes is not None else ""
-    holdout = "" if has_validation_split(dataset) else f"-holdout{val_fraction:g}"
-    return Path(work_dir) / f"tokenizer-{name}-{vocab_size}{sample}{holdout}.json"
-
-
-def _write_sample(source: Path, dest: Path, sample_bytes: int) -> None:
-    """Copy the first `sample_bytes` of `source`, cut back to the end of the last whole line."""
-    with open(source, "rb") as f:
-        head = f.read(sample_bytes)
-    if (end := head.rfind(b"\n")) > 0:
-        head = head[: end + 1]
-    try:  # a cut inside a line may split a character: drop its incomplete tail only
-        head = codecs.getincrementaldecoder("utf-8")().decode(head, final=False).encode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ValueError(
-            f"{source} is not UTF-8 text (bad byte near offset {err.start}): convert it first, "
-            "e.g. iconv -f latin1 -t utf-8"
-        ) from None
-    dest.write_bytes(head)
-
-
-def prepare_tokenizer(
-    dataset: str,
-    vocab_size: int,
-    work_dir: Path,
-    sample_bytes: int | None = None,
-    val_fraction: float = 0.1,
-) -> Tokenizer:
-    """The tokenizer for `dataset`: loaded from `work_dir` if cached, else trained and cached.
-
-    `dataset` is a corpus name or a text file path (see `gpt1_lib.corpus.fetch`). It trains on
-    the training text only: a corpus without a validation file holds out its last
-    `val_fraction` (the cut of `holdout_start`, which pre-training validates on), so the
-    validation text is as new to the tokenizer as to the model. For corpora of gigabytes,
-    `sample_bytes` trains on the first bytes only: merges settle long before that.
-    """
-    from gpt1_lib.corpus import fetch, has_validation_split, holdout_start
-
-    _check_vocab_size(vocab_size)
-    if sample_bytes is not None and sample_bytes <= 0:
-        raise ValueError(f"sample_bytes must be positive or None, got {sample_bytes}")
-    path = tokenizer_path(dataset, vocab_size, work_dir, sample_bytes, val_fraction)
-    if path.is_file():
-        try:
-            return load_tokenizer(path)
-        except ValueError as err:
-            warnings.warn(f"{err}; training it again", stacklevel=2)
-    source = fetch(dataset)
-    size = source.stat().st_size
-    end = size if has_validation_split(dataset) else holdout_start(source, val_fraction)
-    end = min(end, sample_bytes or size)
-    if end >= size:
-        tokenizer = train_tokenizer(source, vocab_size)
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-            sample = Path(tmp) / "sample.txt"
-            _write_sample(source, sample, end)
-            tokenizer = train_tokenizer(sample, vocab_size)
-    save_tokenizer(tokenizer, path)
-    return tokenizer
-
-
-OPENAI_FILES = {
-    "release": ("encoder_bpe_40000.json", "vocab_40000.bpe"),
-    "hub": ("vocab.json", "merges.txt"),
-}
-
-
-def openai_tokenizer_files(folder: str | os.PathLike) -> tuple[Path, Path] | None:
-    """(vocab, merges) of a GPT-1 tokenizer in `folder`, under either pair of names, or None."""
-    folder = Path(folder).expanduser()
-    for vocab_name, merges_name in OPENAI_FILES.values():
-        vocab, merges = folder / vocab_name, folder / merges_name
-        if vocab.is_file() and merges.is_file():
-            return vocab, merges
-    return None
-
-
-def load_openai_tokenizer(folder: str | os.PathLike) -> Tokenizer:
-    """GPT-1's own tokenizer from a folder holding its two files, as a `tokenizers.Tokenizer`.
-
-    The folder holds either OpenAI's release (`encoder_bpe_40000.json` + `vocab_40000.bpe`) or
-    a Hugging Face hub checkout (`vocab.json` + `merges.txt`): the same token -> id map and the
-    same merges under other names. It lower-cases, splits words and punctuation as BERT's basic
-    tokenizer does, and marks the end of a word with `</w>`, exactly as `transformers`'
-    `OpenAIGPTTokenizer` builds it. Unknown characters become `<unk>` (id 0), its one special
-    token (so `decode` drops it unless given `skip_special_tokens=False`, and the literal text
-    `<unk>` encodes to id 0); there is no end-of-text token.
-    """
-    files = openai_tokenizer_files(folder)
-    if files is None:
-        raise FileNotFoundError(
-            f"{folder} holds no GPT-1 tokenizer: it needs encoder_bpe_40000.json + "
-            "vocab_40000.bpe (OpenAI's release, fetch_release('openai-gpt-bpe')) or vocab.json + "
-            "merges.txt (a Hugging Face hub checkout)"
-        )
-    bpe = models.BPE.from_file(
-        str(files[0]),
-        str(files[1]),
-        unk_token="<unk>",
-        end_of_word_suffix="</w>",
-        continuing_subword_prefix="",
-        fuse_unk=False,
-    )
-    tokenizer = Tokenizer(bpe)
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.decoder = decoders.BPEDecoder(suffix="</w>")
-    tokenizer.add_special_tokens([AddedToken("<unk>", normalized=False, special=True)])
-    return tokenizer

@@ -18,8 +18,6 @@ and the same under `torchrun --nproc_per_node=N` for data-parallel training.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -30,18 +28,12 @@ import torch.distributed as dist
 
 from gpt1_lib.checkpoint import load_model
 from gpt1_lib.config import ConfigError, load_config
-from gpt1_lib.errors import GPT1Error
 from gpt1_lib.loop import TrainingError
 from gpt1_lib.profiles import PROFILES, project_root
-from gpt1_lib.run_dir import CONFIG, read_metrics
+from gpt1_lib.run_dir import read_metrics
 from gpt1_lib.trainer import Trainer
 
-__all__ = ["USER_ERRORS", "Trainer", "TrainingError", "load_config", "load_model", "main",
-           "read_metrics", "train"]  # fmt: skip
-
-# What a user can cause: one line each, no traceback. OSError: a file that cannot be read or
-# written (no permission, a full disk), named in the message with its reason.
-USER_ERRORS = (GPT1Error, OSError)
+__all__ = ["Trainer", "TrainingError", "load_config", "load_model", "read_metrics", "train"]
 
 
 def default_work_dir(config: Any) -> Path:
@@ -93,63 +85,9 @@ def train(
             dist.destroy_process_group()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m gpt1_lib.train`: user errors print one line and exit 1, without a traceback."""
-    parser = argparse.ArgumentParser(
-        prog="python -m gpt1_lib.train",
-        description="Train a GPT-1-style model; resumable, and data-parallel under torchrun.",
-    )
-    parser.add_argument("--config", help=f"a preset ({', '.join(PROFILES)}) or a YAML file; "
-                        "with --resume it defaults to the run's config.yaml")  # fmt: skip
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one config key (repeatable), e.g. --set lr=3e-4")  # fmt: skip
-    parser.add_argument("--out-dir", type=Path, help="the run directory (required to train)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --out-dir from its newest good checkpoint")  # fmt: skip
-    parser.add_argument("--overwrite", action="store_true",
-                        help="delete the run already in --out-dir and start again")  # fmt: skip
-    parser.add_argument(
-        "--work-dir", type=Path, help="cache of tokenizer and token ids (default build/<preset>)"
-    )
-    parser.add_argument(
-        "--until", type=int, metavar="STEP", help="stop after this update, with a checkpoint"
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--plan", action="store_true", help="time a few updates here, print what "
-                        "the whole run will cost, and train nothing (appendix A4)")  # fmt: skip
-    args = parser.parse_args(argv)
-    if args.config is None and not args.resume:
-        parser.error("--config is required (it may be left out with --resume)")
-    if args.out_dir is None and not args.plan:
-        parser.error("--out-dir is required (it may be left out with --plan)")
-    try:
-        if args.plan:  # a door: the plan is appendix A4's
-            from gpt1_lib.plan import plan_run
-
-            cfg = load_config(args.config or args.out_dir / CONFIG, args.overrides)
-            done = (
-                max((r["step"] for r in read_metrics(args.out_dir)), default=0)
-                if args.out_dir
-                else 0
-            )
-            print(plan_run(cfg, done=done).table())
-            return 0
-        summary = train(args.config, args.out_dir, args.resume, not args.no_progress,
-                        args.work_dir, args.until, args.overwrite, args.overrides)  # fmt: skip
-    except USER_ERRORS as err:
-        if os.environ.get("GPT1_DEBUG"):
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: continue with --resume --out-dir {args.out_dir}", file=sys.stderr)
-        return 130
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps(summary, indent=1))
-    return 0
-
-
 if (
     __name__ == "__main__" and "ipykernel" not in sys.modules
 ):  # not when the notebook runs this cell
+    from gpt1_lib.train_cli import main  # the command line's code: appendix A4 §3
+
     sys.exit(main())

@@ -18,7 +18,7 @@ from gpt1_lib.checkpoint import TOKENIZER
 from gpt1_lib.loop import TrainingLoop
 from gpt1_lib.model import GPT, model_config
 from gpt1_lib.optim import lr_at
-from gpt1_lib.precision import autocast, device_peak_flops, model_flops_per_token
+from gpt1_lib.precision import autocast, model_flops_per_token
 from gpt1_lib.run_data import prepare_run_data
 from gpt1_lib.run_dir import read_metrics
 
@@ -56,6 +56,8 @@ class Trainer(TrainingLoop):
         every process's too)."""
         torch.manual_seed(self.cfg["seed"])
         model = GPT(model_config(self.cfg))
+        from gpt1_lib.gpu_peaks import device_peak_flops  # NVIDIA's data sheets: appendix A4 §5
+
         self.flops_per_token = model_flops_per_token(model)
         peak = device_peak_flops(self.device)
         self.peak = peak * self.procs.world if peak else None

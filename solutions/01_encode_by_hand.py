@@ -13,7 +13,8 @@ from tokenizers import pre_tokenizers
 
 from gpt1_lib.corpus import read_text
 from gpt1_lib.profiles import active_profile
-from gpt1_lib.tokenizer import encode, prepare_tokenizer
+from gpt1_lib.tokenizer import encode
+from gpt1_lib.tokenizer_cache import prepare_tokenizer
 
 
 def bpe_encode(text: str, vocab: dict[str, int], merges: list[tuple[str, str]]) -> list[int]:

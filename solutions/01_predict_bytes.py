@@ -10,7 +10,8 @@ import numpy as np
 
 from gpt1_lib.corpus import read_text
 from gpt1_lib.profiles import active_profile
-from gpt1_lib.tokenizer import decode, encode, prepare_tokenizer
+from gpt1_lib.tokenizer import decode, encode
+from gpt1_lib.tokenizer_cache import prepare_tokenizer
 
 
 def bytes_to_unicode() -> dict[int, str]:

@@ -18,7 +18,7 @@ from gpt1_lib.model import GPT, model_config
 from gpt1_lib.optim import lr_at, make_optimizer
 from gpt1_lib.profiles import active_profile
 from gpt1_lib.token_cache import prepare_tokens
-from gpt1_lib.tokenizer import prepare_tokenizer
+from gpt1_lib.tokenizer_cache import prepare_tokenizer
 
 profile = active_profile(verbose=False)
 tokenizer = prepare_tokenizer(profile["dataset"], profile["vocab_size"], profile.work_dir)

@@ -11,8 +11,9 @@ a month on eight GPUs of 2018.
 
 import torch
 
+from gpt1_lib.gpu_peaks import peak_flops
 from gpt1_lib.model import GPT, model_config
-from gpt1_lib.precision import model_flops_per_token, peak_flops
+from gpt1_lib.precision import model_flops_per_token
 from gpt1_lib.profiles import load_config
 
 cfg = load_config("gpt1")

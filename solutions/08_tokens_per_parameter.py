@@ -10,8 +10,9 @@ at 30-15 % MFU, many Colab sessions, which is why the chapter's run is a short o
 
 import torch
 
+from gpt1_lib.gpu_peaks import peak_flops
 from gpt1_lib.model import GPT, model_config
-from gpt1_lib.precision import model_flops_per_token, peak_flops
+from gpt1_lib.precision import model_flops_per_token
 from gpt1_lib.profiles import load_config
 
 cfg = load_config("t4")

@@ -72,9 +72,9 @@ def _train_with_a_fake_peak(rank: int, world: int, port: int, config: dict, out_
     torch.set_num_threads(1)
     import torch.distributed as dist
 
-    import gpt1_lib.trainer as trainer_module
+    import gpt1_lib.gpu_peaks as gpu_peaks
 
-    trainer_module.device_peak_flops = lambda device: FAKE_PEAK
+    gpu_peaks.device_peak_flops = lambda device: FAKE_PEAK
     summary = train(config, out_dir, progress=False, work_dir=work_dir)
     if rank == 0:
         (out_dir / "summary.json").write_text(json.dumps(summary))
@@ -120,16 +120,16 @@ def _train_with_a_slow_main(rank: int, world: int, port: int, config: dict, out_
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))  # fmt: skip
     torch.set_num_threads(1)
     dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=SHORT_TIMEOUT_S))
-    import gpt1_lib.run_data as run_data
+    import gpt1_lib.tokenizer_cache as tokenizer_cache
 
     if rank == 0:
-        prepare = run_data.prepare_tokenizer
+        prepare = tokenizer_cache.prepare_tokenizer
 
         def slow_prepare(*args, **kwargs):
             time.sleep(MAIN_DELAY_S)
             return prepare(*args, **kwargs)
 
-        run_data.prepare_tokenizer = slow_prepare
+        tokenizer_cache.prepare_tokenizer = slow_prepare
     summary = train(config, out_dir, progress=False, work_dir=work_dir)
     if rank == 0:
         (out_dir / "summary.json").write_text(json.dumps(summary))

@@ -10,7 +10,7 @@ import pytest
 from training_helpers import make_corpus, one_thread  # noqa: F401 (an autouse fixture)
 
 from gpt1_lib.tokenizer import load_tokenizer
-from gpt1_lib.train import main
+from gpt1_lib.train_cli import main
 
 
 def run(capsys, text: Path, out: Path, work: Path, *extra: str) -> tuple[int, str]:

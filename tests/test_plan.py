@@ -12,7 +12,8 @@ from training_helpers import one_thread, tiny_config  # noqa: F401 (one_thread: 
 from gpt1_lib.config import load_config
 from gpt1_lib.model import GPT, model_config
 from gpt1_lib.plan import DRIVE_FREE, Plan, plan_run, tensor_bytes
-from gpt1_lib.train import main, read_metrics, train
+from gpt1_lib.train import read_metrics, train
+from gpt1_lib.train_cli import main
 
 
 def _plan(**changes) -> Plan:

@@ -31,7 +31,7 @@ def dying_save(obj, f, *args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
     real_save(obj, f, *args, **kwargs)
 torch.save = dying_save
-from gpt1_lib.train import main
+from gpt1_lib.train_cli import main
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -28,7 +28,7 @@ from training_helpers import (
 
 import gpt1_lib.checkpoint as checkpoint_module
 import gpt1_lib.finetune as ft
-import gpt1_lib.run_dir as run_dir_module
+import gpt1_lib.run_folder as run_folder_module
 from gpt1_lib import fast_decode, sample
 from gpt1_lib.checkpoint import LAST, CheckpointError, load_model, read_checkpoint
 from gpt1_lib.finetune_model import add_special_tokens, encode_task
@@ -38,8 +38,8 @@ from gpt1_lib.next_token import next_token_probs, sample_next
 from gpt1_lib.run_dir import read_metrics
 from gpt1_lib.tasks import Example, Task
 from gpt1_lib.tokenizer import load_tokenizer
-from gpt1_lib.train import main as train_main
 from gpt1_lib.train import train
+from gpt1_lib.train_cli import main as train_main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -255,7 +255,7 @@ def test_a_read_only_out_dir_is_one_line(capsys, corpus, work, tmp_path, monkeyp
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr(run_dir_module.tempfile, "NamedTemporaryFile", read_only)
+    monkeypatch.setattr(run_folder_module.tempfile, "NamedTemporaryFile", read_only)
     config = write_config(tmp_path / "c.yaml", config_of(corpus))
     status, err = run_train(capsys, "--config", config, "--out-dir", tmp_path / "ro",
                             "--work-dir", work, "--no-progress")  # fmt: skip
@@ -406,7 +406,7 @@ def test_ctrl_c_exits_with_130_from_every_command_line(capsys, pretrained, task_
     monkeypatch.setattr(sample, "load", interrupted)
     status, _ = run_sample(capsys, "--checkpoint", pretrained, "--prompt", "x")
     assert status == 130
-    import gpt1_lib.train as train_module
+    import gpt1_lib.train_cli as train_cli
 
-    monkeypatch.setattr(train_module, "train", interrupted)
+    monkeypatch.setattr(train_cli, "train", interrupted)
     assert train_main(["--config", "smoke", "--out-dir", str(tmp_path / "t")]) == 130

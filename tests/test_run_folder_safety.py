@@ -38,10 +38,10 @@ import gpt1_lib.finetune as ft
 from gpt1_lib import sample
 from gpt1_lib.checkpoint import CheckpointError, read_checkpoint
 from gpt1_lib.distributed import Processes
-from gpt1_lib.run_dir import exclusive
+from gpt1_lib.run_folder import exclusive
 from gpt1_lib.tokenizer import load_tokenizer, save_tokenizer, train_tokenizer
-from gpt1_lib.train import main as train_main
 from gpt1_lib.train import train
+from gpt1_lib.train_cli import main as train_main
 
 VICTIM = b"someone else's file, outside the run folder: it must never change\n"
 

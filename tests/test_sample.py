@@ -29,9 +29,10 @@ from gpt1_lib.next_token import (
     nucleus_threshold,
     sample_next,
 )
+from gpt1_lib.openai_tokenizer import load_openai_tokenizer
 from gpt1_lib.perplexity import perplexity
 from gpt1_lib.sample import main
-from gpt1_lib.tokenizer import EOS_ID, decode, encode, load_openai_tokenizer, train_tokenizer
+from gpt1_lib.tokenizer import EOS_ID, decode, encode, train_tokenizer
 from gpt1_lib.train import train
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,9 +15,10 @@ import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
-from gpt1_lib import tokenizer as tok_module
+from gpt1_lib import tokenizer_cache as cache_module
 from gpt1_lib.corpus import CORPORA, holdout_start
 from gpt1_lib.download import MIRROR_ENV
+from gpt1_lib.openai_tokenizer import load_openai_tokenizer
 from gpt1_lib.releases import fetch_release
 from gpt1_lib.tokenizer import (
     EOS,
@@ -28,13 +29,11 @@ from gpt1_lib.tokenizer import (
     SPECIAL_TOKENS,
     decode,
     encode,
-    load_openai_tokenizer,
     load_tokenizer,
-    prepare_tokenizer,
     save_tokenizer,
-    tokenizer_path,
     train_tokenizer,
 )
+from gpt1_lib.tokenizer_cache import prepare_tokenizer, tokenizer_path
 
 WORDS = "the king queen lord of to and my thou art thee shall love death night day sweet".split()
 
@@ -277,7 +276,7 @@ def test_prepare_tokenizer_trains_once_then_loads_the_cache(
     def no_training(*args, **kwargs):
         raise AssertionError("prepare_tokenizer trained although a cached tokenizer exists")
 
-    monkeypatch.setattr(tok_module, "train_tokenizer", no_training)
+    monkeypatch.setattr(cache_module, "train_tokenizer", no_training)
     assert prepare_tokenizer(str(corpus_file), 400, tmp_path).to_str() == first.to_str()
 
 

@@ -29,24 +29,19 @@ from gpt1_lib.checkpoint import (
     atomic_save,
     capture_rng,
     clean_state_dict,
-    latest_checkpoint,
     load_model,
     read_checkpoint,
     restore_rng,
 )
 from gpt1_lib.config import DEFAULTS, ConfigError, load_config
+from gpt1_lib.gpu_peaks import PEAK_FLOPS, peak_flops
 from gpt1_lib.loop import TrainingError
 from gpt1_lib.model import GPT, GPTConfig, model_config
 from gpt1_lib.optim import decay_split, lr_at, make_optimizer
-from gpt1_lib.precision import (
-    PEAK_FLOPS,
-    Precision,
-    choose_precision,
-    peak_flops,
-    resolve_device,
-    scaler_step,
-)
-from gpt1_lib.train import main, read_metrics, train
+from gpt1_lib.precision import Precision, choose_precision, resolve_device, scaler_step
+from gpt1_lib.run_folder import latest_checkpoint
+from gpt1_lib.train import read_metrics, train
+from gpt1_lib.train_cli import main
 from gpt1_lib.trainer import Trainer
 
 
@@ -535,7 +530,7 @@ def test_both_checkpoints_corrupt_is_an_error_not_a_fresh_start(capsys, corpus, 
 
 def test_a_run_directory_takes_one_trainer_at_a_time(capsys, corpus, work_dir, tmp_path):
     from gpt1_lib.distributed import Processes
-    from gpt1_lib.run_dir import exclusive
+    from gpt1_lib.run_folder import exclusive
 
     tmp_path.mkdir(exist_ok=True)
     config = write_config(tmp_path.parent / "c_lock.yaml", tiny_config(corpus, max_steps=4))
