@@ -291,6 +291,23 @@ def test_every_module_has_at_most_300_lines():
 MAX_EXPORTED_CELL_LINES = 60  # CONTRIBUTING.md: "no exported cell longer than about 60 lines"
 
 
+def test_every_code_cell_is_plain_python():
+    """IPython runs lines that are not Python (`%magic`, `!shell`, and `,f a b`, which it quotes
+    into a call), so a typo such as a comment that lost its `#` can run silently; ruff reads such
+    lines as IPython's too. The book uses none of them: every code cell must parse as Python."""
+    import nbformat
+
+    bad = []
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        for i, cell in enumerate(nbformat.read(path, as_version=4).cells):
+            if cell.cell_type == "code":
+                try:
+                    ast.parse(cell.source)
+                except SyntaxError as err:
+                    bad.append(f"{path.name} cell {i}, line {err.lineno}: {err.msg}")
+    assert not bad, "code cells that are not Python:\n" + "\n".join(bad)
+
+
 def test_no_exported_cell_is_longer_than_60_lines():
     """A reader reads an exported cell at once; a longer one is split where its ideas part (a
     class too long for one cell grows by `add_to_class`)."""
