@@ -44,6 +44,7 @@ import transformers
 from transformers import GPT2Config, GPT2LMHeadModel, OpenAIGPTLMHeadModel
 
 from gpt1_lib.fast_decode import fast_decode_steps as FAST
+from gpt1_lib.fast_sampling import fast_sample_next
 from gpt1_lib.generate import generate
 from gpt1_lib.hardware import cpu_name
 from gpt1_lib.kv_cache import KVCache
@@ -118,7 +119,7 @@ def sampling_contenders(model: GPT):
         def run(prompt: torch.Tensor, n_new: int) -> torch.Tensor:
             gen = torch.Generator().manual_seed(0)
             return generate(model, prompt, n_new, temperature=1.0, generator=gen, decoding=FAST,
-                            **kwargs)
+                            sampling=fast_sample_next, **kwargs)
         return run
 
     return {"decoder, greedy": lambda p, n: generate(model, p, n, temperature=0, decoding=FAST),

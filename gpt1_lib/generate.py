@@ -7,7 +7,8 @@
 
 Chapter 07 of the book. `generate(model, idx, max_new_tokens, temperature, top_k, top_p)` is
 the function to call from code. `decoding` swaps the loop for another with the same tokens,
-such as `fast_decode.fast_decode_steps`, the faster one for a CPU.
+such as `fast_decode.fast_decode_steps`, the faster one for a CPU; `sampling` swaps the draw
+for another from the same distribution, such as `fast_sampling.fast_sample_next`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ DecodeSteps = Callable[
     [GPT, torch.Tensor, int, Callable[[torch.Tensor], torch.Tensor], bool],
     Iterator[tuple[torch.Tensor, torch.Tensor]],
 ]
+SampleNext = Callable[
+    ..., torch.Tensor
+]  # sample_next's (logits, temperature, top_k, top_p, generator)
 
 
 def check_prompt(idx: torch.Tensor) -> None:
@@ -86,6 +90,7 @@ def generate_tokens(
     eos_id: int | None = None,
     vocab_size: int | None = None,
     decoding: DecodeSteps = decode_steps,
+    sampling: SampleNext = sample_next,
 ) -> Iterator[torch.Tensor]:
     """Yield the new tokens as they are chosen, (B, 1) per step; `generate` collects them.
 
@@ -100,7 +105,7 @@ def generate_tokens(
     def pick(logits: torch.Tensor) -> torch.Tensor:
         if vocab_size is not None and vocab_size < logits.size(-1):
             logits = logits[:, :vocab_size]  # the ids beyond have no text: never drawn
-        token = sample_next(logits, temperature, top_k, top_p, generator)
+        token = sampling(logits, temperature, top_k, top_p, generator)
         if eos_id is not None:
             token = token.masked_fill(finished.unsqueeze(1), eos_id)
             finished.logical_or_(token.squeeze(1) == eos_id)
@@ -129,6 +134,7 @@ def generate(
     eos_id: int | None = None,
     vocab_size: int | None = None,
     decoding: DecodeSteps = decode_steps,
+    sampling: SampleNext = sample_next,
 ) -> torch.Tensor:
     """Continue each row of idx (B, T) by max_new_tokens tokens; returns (B, T + new).
 
@@ -150,6 +156,7 @@ def generate(
         eos_id,
         vocab_size,
         decoding,
+        sampling,
     )
     new = list(steps)
     return torch.cat([idx, *new], dim=1)
@@ -212,6 +219,7 @@ def stream(
     generator: torch.Generator | None = None,
     stop_at_eos: bool = True,
     decoding: DecodeSteps = decode_steps,
+    sampling: SampleNext = sample_next,
 ) -> Iterator[str]:
     """Yield the continuation of one prompt (text or token ids) as text, while it is made.
 
@@ -243,6 +251,7 @@ def stream(
         eos_id,
         vocab_size=tokenizer.get_vocab_size(),
         decoding=decoding,
+        sampling=sampling,
     )
     tokens = (int(token.item()) for token in steps)
     yield from stream_text(tokenizer, itertools.takewhile(lambda t: t != eos_id, tokens), ids[-8:])

@@ -3,14 +3,13 @@
 
 
 """From a model's last-position logits to one token per row: temperature (0 is greedy), top-k,
-top-p, and a draw that sorts nothing it need not (chapter 07, section 2)."""
+top-p (by sorting), and a draw through the cumulative probabilities (chapter 07, section 2). The
+fast draw, which sorts nothing, is appendix A3's `fast_sampling`."""
 
 from __future__ import annotations
 
 import math
-from typing import cast
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -82,33 +81,13 @@ def sample_next(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """One token per row of (B, V) last-position logits, as (B, 1) ids, drawn from
-    `next_token_probs(logits, temperature, top_k, top_p)`.
-
-    Nothing is sorted that need not be: top-k draws among its k candidates, and top-p alone
-    draws from the whole distribution until the token lies in the nucleus (`draw_in_nucleus`).
-    One uniform number per row picks a token through the cumulative probabilities: far
-    cheaper than sorting the vocabulary with torch or `torch.multinomial` over it. Each
-    operation counts: in a decoding loop a small one costs several microseconds (appendix A3 §2).
-    """
+    `next_token_probs(logits, temperature, top_k, top_p)` with one uniform number per row
+    (`draw`); temperature 0 is the argmax. Appendix A3 §2's `fast_sample_next` draws from the
+    same distribution without sorting the vocabulary."""
     check_finite(logits)
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)
-    check_sampling_args(temperature, top_k, top_p)
-    scaled = logits.float()
-    if temperature != 1:
-        scaled = scale(scaled, temperature)
-    nucleus = top_p if top_p is not None and top_p < 1.0 else None  # None: every token
-    if top_k is None:  # the whole distribution, in id order
-        probs = scaled.softmax(dim=-1)
-        if nucleus is None:
-            return draw(probs, None, generator)
-        return draw_in_nucleus(probs, nucleus, generator)
-    values, ids = scaled.topk(min(top_k, scaled.size(-1)), dim=-1)  # most likely first
-    probs = values.softmax(dim=-1)  # renormalised over the top k, as filter_logits does
-    if nucleus is not None:  # then over the nucleus inside the top k
-        mass_before = probs.cumsum(dim=-1) - probs
-        probs = values.masked_fill(mass_before >= nucleus, float("-inf")).softmax(dim=-1)
-    return draw(probs, ids, generator)
+    return draw(next_token_probs(logits, temperature, top_k, top_p), None, generator)
 
 
 def scale(logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -146,57 +125,3 @@ def invert_cdf(ends: torch.Tensor, generator: torch.Generator | None) -> torch.T
     """
     u = torch.rand(ends.size(0), 1, generator=generator, device=ends.device)
     return torch.searchsorted(ends, u, right=True)
-
-
-NUCLEUS_TRIES = 4  # draws per row before the sorting route: a few, since each costs a pass
-
-
-def draw_in_nucleus(
-    probs: torch.Tensor,
-    top_p: float,
-    generator: torch.Generator | None = None,
-    tries: int = NUCLEUS_TRIES,
-) -> torch.Tensor:
-    """One id per row of (B, V) probabilities, drawn from the nucleus of mass top_p: draws
-    from the whole distribution, each kept if the tokens more likely than it hold less than
-    top_p, then the threshold for the rows still without one. (Tokens tied with the
-    nucleus's least likely token are all in it, where a sort would keep some of them.)"""
-    if probs.device.type != "cpu":
-        tries = 0  # each check would be a host sync: the threshold at once
-    ends = probs[:, :-1].cumsum(dim=-1) if tries > 0 else None  # only where something is drawn
-    row = probs.detach().numpy()[0] if probs.size(0) == 1 and tries > 0 else None
-    token: torch.Tensor | None = None  # per row: the draw kept so far,
-    done: torch.Tensor | None = None  # and whether it lies in the nucleus
-    for _ in range(tries):
-        drawn = invert_cdf(cast(torch.Tensor, ends), generator)  # tries > 0: ends exists
-        if row is not None:  # one row, as when streaming: the same test in fewer operations
-            if F.threshold(probs, float(row[drawn.item()]), 0.0).sum().item() < top_p:
-                return drawn  # the tokens above it (the rest zeroed) hold less than top_p
-            continue
-        more_likely = probs * (probs > probs.gather(-1, drawn))  # the rest zeroed
-        inside = more_likely.sum(dim=-1, keepdim=True) < top_p
-        if token is None or done is None:
-            token, done = drawn, inside
-        else:  # keep the rows done
-            token, done = token.where(done, drawn), done | inside
-        if done.all():
-            return token
-    in_nucleus = probs.masked_fill(probs < nucleus_threshold(probs, top_p), 0.0)
-    fallback = draw(in_nucleus / in_nucleus.sum(dim=-1, keepdim=True), None, generator)
-    return fallback if token is None or done is None else token.where(done, fallback)
-
-
-def nucleus_threshold(probs: torch.Tensor, top_p: float) -> torch.Tensor:
-    """The smallest probability inside the nucleus of mass top_p, per row of (B, V): (B, 1).
-
-    Only the sorted values are needed, not the ids: on a CPU numpy's sort gives them several
-    times faster than `torch.sort`.
-    """
-    if probs.device.type == "cpu":
-        values = np.sort(probs.detach().numpy(), axis=-1)[:, ::-1]  # most likely first
-        ordered = torch.from_numpy(np.ascontiguousarray(values))
-    else:
-        ordered = probs.sort(dim=-1, descending=True).values
-    mass_before = ordered.cumsum(dim=-1) - ordered
-    inside = (mass_before < top_p).sum(dim=-1, keepdim=True)  # >= 1: the first is always in
-    return ordered.gather(-1, inside - 1)

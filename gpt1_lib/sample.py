@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import torch
 
 from gpt1_lib.fast_decode import fast_decode_steps
+from gpt1_lib.fast_sampling import fast_sample_next
 from gpt1_lib.generate import end_of_text_id, stream
 from gpt1_lib.load import load
 from gpt1_lib.next_token import check_sampling_args
@@ -115,6 +116,7 @@ def _sample(args: argparse.Namespace) -> None:
                 args.top_p,
                 generator=generator,
                 decoding=fast_decode_steps,
+                sampling=fast_sample_next,
             ):
                 print(piece, end="", flush=True)
         except ValueError as err:  # non-finite logits: broken weights

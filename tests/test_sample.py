@@ -15,6 +15,7 @@ import torch
 from decoding_helpers import assert_cache_changes_nothing
 from tokenizers import Tokenizer
 
+from gpt1_lib.fast_sampling import draw_in_nucleus, fast_sample_next, nucleus_threshold
 from gpt1_lib.generate import decode_steps, end_of_text_id, generate, stream, stream_text
 from gpt1_lib.kv_cache import KVCache
 from gpt1_lib.load import load
@@ -22,11 +23,9 @@ from gpt1_lib.model import GPT, GPTConfig
 from gpt1_lib.next_token import (
     check_sampling_args,
     draw,
-    draw_in_nucleus,
     filter_logits,
     invert_cdf,
     next_token_probs,
-    nucleus_threshold,
     sample_next,
 )
 from gpt1_lib.openai_tokenizer import load_openai_tokenizer
@@ -95,28 +94,34 @@ def test_temperature_scales_log_probability_gaps():
     assert torch.equal(sample_next(logits, 0.0), logits.argmax(-1, keepdim=True))
 
 
+SAMPLERS = [sample_next, fast_sample_next]  # chapter 07's, and appendix A3's without a sort
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
 @pytest.mark.parametrize(
     "settings",
     [dict(temperature=0.7), dict(top_k=3), dict(top_p=0.8), dict(temperature=1.3, top_k=5, top_p=0.7)],
 )
-def test_sample_next_draws_from_next_token_probs(settings):
-    """The fast draw (candidates only, one uniform number per row) has the distribution that
-    next_token_probs spells out: the same support, the same frequencies."""
+def test_sample_next_draws_from_next_token_probs(sampler, settings):
+    """Both draws (chapter 07's through the sorted distribution, A3's fast one among the
+    candidates only) have the distribution next_token_probs spells out: the same support, the
+    same frequencies."""
     logits = torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0, 1.5, 0.2, -0.5]])
     probs = next_token_probs(logits, **settings)[0]
     n = 40_000
-    draws = sample_next(logits.expand(n, -1), generator=torch.Generator().manual_seed(0),
-                        **settings)[:, 0]
+    draws = sampler(logits.expand(n, -1), generator=torch.Generator().manual_seed(0),
+                    **settings)[:, 0]
     freq = torch.bincount(draws, minlength=logits.size(1)).float() / n
     assert (freq[probs == 0] == 0).all()
     assert torch.allclose(freq, probs, atol=0.01)
 
 
-def test_top_p_on_a_flat_distribution_draws_from_the_whole_nucleus():
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_top_p_on_a_flat_distribution_draws_from_the_whole_nucleus(sampler):
     logits = torch.linspace(0.0, 0.1, 1000)[None]  # nearly flat: the nucleus holds ~900 tokens
     kept = next_token_probs(logits, top_p=0.9)[0] > 0
     assert kept.sum() > 800
-    draws = sample_next(logits.expand(20_000, -1), top_p=0.9,
+    draws = sampler(logits.expand(20_000, -1), top_p=0.9,
                         generator=torch.Generator().manual_seed(0))[:, 0]
     assert kept[draws].all() and draws.unique().numel() == kept.sum()
 
@@ -174,9 +179,11 @@ def test_draw_gives_the_last_column_the_rest(total):
     assert torch.equal(one_column, torch.zeros(5, 1, dtype=torch.long))
 
 
-def test_top_k_1_is_greedy():
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_top_k_1_is_greedy(sampler):
     logits = torch.randn(4, 50, generator=torch.Generator().manual_seed(0))
-    assert torch.equal(sample_next(logits, top_k=1, top_p=0.5), logits.argmax(-1, keepdim=True))
+    assert torch.equal(sampler(logits, top_k=1, top_p=0.5), logits.argmax(-1, keepdim=True))
+    assert torch.equal(sampler(logits, 0.0), logits.argmax(-1, keepdim=True))
 
 
 @pytest.mark.parametrize("top_p", [0.05, 0.5, 0.9, 0.999])

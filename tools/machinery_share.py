@@ -32,7 +32,7 @@ MACHINERY = frozenset({
     "atomic", "corpus", "download", "releases", "token_cache", "task_files", "shakespeare_tasks",
     "pretrained", "hub", "hf_export", "finetune_hf", "load", "fast_decode", "cpu_attention", "run_data",
     "tensorboard_log", "sample", "finetune", "doctor", "hardware", "config_checks", "run_folder",
-    "train_cli", "tokenizer_cache", "gpu_peaks", "openai_tokenizer",
+    "train_cli", "tokenizer_cache", "gpu_peaks", "openai_tokenizer", "fast_sampling",
 })  # fmt: skip
 DIRECTIVE = re.compile(r"^#\|\s*(default_exp|export)\b\s*(\S+)?\s*$")
 INSTALL_MARK = "# On Colab, install the book's package"
