@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from gpt1_lib.atomic import write_atomically
@@ -139,13 +140,10 @@ def overfitting(records: list[dict[str, Any]]) -> str | None:
 
 
 def interpolate(steps: list[int], values: list[float], step: int) -> float | None:
-    if not steps or step < steps[0] or step > steps[-1]:
+    """`values` at `step`, linearly between the band's steps; None outside them."""
+    if not steps or not steps[0] <= step <= steps[-1]:
         return None
-    for i in range(1, len(steps)):
-        if step <= steps[i]:
-            w = (step - steps[i - 1]) / (steps[i] - steps[i - 1])
-            return values[i - 1] + w * (values[i] - values[i - 1])
-    return values[0]
+    return float(np.interp(step, steps, values))
 
 
 def against_band(records: list[dict[str, Any]], band: dict[str, Any]) -> str:

@@ -32,10 +32,10 @@ def resolve_device(requested: str, cuda_available: bool | None = None,
         mps_available = torch.backends.mps.is_available()
     if requested == "auto":
         return default_device(cuda_available, mps_available)
-    missing = {"cuda": not cuda_available, "mps": not mps_available}.get(requested.split(":")[0])
-    if missing:
-        raise ConfigError(f"device={requested} but this machine has no {requested.split(':')[0].upper()} "
-                          "device: use --set device=auto (or cpu)")  # fmt: skip
+    kind = requested.split(":")[0]  # cuda:1 is a cuda device
+    if {"cuda": not cuda_available, "mps": not mps_available}.get(kind):
+        raise ConfigError(f"device={requested} but this machine has no {kind.upper()} device: use "
+                          "--set device=auto (or cpu)")  # fmt: skip
     return requested
 
 

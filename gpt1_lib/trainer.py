@@ -54,10 +54,10 @@ class Trainer(TrainingLoop):
         """A new GPT, with the same initial weights in every process; and its FLOPs per token and
         the devices' peak, for the MFU (tokens_per_s counts every process's tokens, so the peak is
         every process's too)."""
-        torch.manual_seed(self.cfg["seed"])
-        model = GPT(model_config(self.cfg))
         from gpt1_lib.gpu_peaks import device_peak_flops  # NVIDIA's data sheets: appendix A4 §5
 
+        torch.manual_seed(self.cfg["seed"])
+        model = GPT(model_config(self.cfg))
         self.flops_per_token = model_flops_per_token(model)
         peak = device_peak_flops(self.device)
         self.peak = peak * self.procs.world if peak else None

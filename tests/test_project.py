@@ -49,7 +49,7 @@ def _chapter(path: Path) -> int:
     return 9 + int(number[1]) if number.startswith("A") else int(number)
 
 
-def _gpt1_lib_imports(path: Path, where: str = "anywhere") -> set[str]:
+def _gpt1_lib_imports(path: Path, where: str) -> set[str]:
     """The gpt1_lib modules a module imports: `where` = "top" (at module level), "inside" (in a
     function, or in its `if __name__ == "__main__"` block: a door opened only when it is called)
     or "module" (anywhere but that block: the block runs only as `python -m`, as a module of
