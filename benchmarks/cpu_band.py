@@ -40,7 +40,8 @@ from gpt1_lib.tokenizer import load_tokenizer  # noqa: E402
 from gpt1_lib.train import train  # noqa: E402
 
 OUT = ROOT / "gpt1_lib" / "configs" / "cpu_band.json"
-SEEDS = (1337, 1, 2, 3, 4)  # 1337: the preset's own seed, chapter 06's run
+SEEDS = (1, 2, 3, 4, 5)  # not 1337, the preset's own seed: chapter 06's run is checked against
+# seeds it is not one of, so "within the band" is a finding, not true by construction
 
 
 def spread(curves: list[dict[int, float]]) -> tuple[list[int], dict[str, list[float]]]:
@@ -82,7 +83,8 @@ def main() -> None:
         "torch": torch.__version__, "device": "cpu", "script": "benchmarks/cpu_band.py",
     }  # fmt: skip
     args.out.write_text(
-        "{\n" + ",\n".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in band.items()) + "\n}\n"
+        "{\n" + ",\n".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in band.items()) + "\n}\n",
+        encoding="utf-8",
     )
     print(f"wrote {args.out}: {len(steps)} logged updates, unigram entropy {entropy:.3f} nats")
 

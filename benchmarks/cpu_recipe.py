@@ -23,7 +23,6 @@ import argparse
 import datetime
 import json
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -39,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from gpt1_lib.checkpoint import load_model  # noqa: E402
 from gpt1_lib.config import load_config as checked  # noqa: E402
-from gpt1_lib.hardware import cpu_name  # noqa: E402
+from gpt1_lib.hardware import cpu_name, load_average  # noqa: E402
 from gpt1_lib.perplexity import perplexity  # noqa: E402
 from gpt1_lib.profiles import load_config  # noqa: E402
 from gpt1_lib.token_cache import prepare_tokens  # noqa: E402
@@ -105,10 +104,6 @@ def fmt(x: float | None, digits: int = 3) -> str:
 
 def sci(x: float) -> str:
     return f"{x:.0e}".replace("e-0", "e-")  # 2e-3, as chapter 06 writes it
-
-
-def load() -> str:
-    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def report(runs: list[dict], more: list[dict], meta: dict[str, Any]) -> str:
@@ -187,7 +182,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
-    start, load_before = time.perf_counter(), load()
+    start, load_before = time.perf_counter(), load_average()
     work = ROOT / "build" / "bench" / "cpu_recipe"
     base = load_config("cpu")
     ref = checked(base)  # with the defaults the preset leaves out
@@ -229,13 +224,13 @@ def main() -> None:
         "threads": torch.get_num_threads(), "torch": torch.__version__,
         "command": command + (" --quick" if args.quick else ""),
         "val_tokens": len(val_ids), "val_bytes": n_bytes, "wall_s": time.perf_counter() - start,
-        "load": [load_before, load()], "code": subprocess.run(
+        "load": [load_before, load_average()], "code": subprocess.run(
             ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True
         ).stdout.strip(),
     }  # fmt: skip
     out = work if args.quick else ROOT / "benchmarks" / "results"
-    (out / "cpu_recipe.md").write_text(report(runs, more, meta))
-    (out / "cpu_recipe.json").write_text(json.dumps({**meta, "runs": runs, "more": more}, indent=1))
+    (out / "cpu_recipe.md").write_text(report(runs, more, meta), encoding="utf-8")
+    (out / "cpu_recipe.json").write_text(json.dumps({**meta, "runs": runs, "more": more}, indent=1), encoding="utf-8")
     print(f"wrote {out / 'cpu_recipe.md'} and .json ({meta['wall_s'] / 60:.1f} min)")
 
 

@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append("")
     text = "\n".join(lines)
     print(text)
-    args.out.write_text(text)
+    args.out.write_text(text, encoding="utf-8")
     return 0
 
 

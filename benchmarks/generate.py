@@ -46,7 +46,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, OpenAIGPTLMHeadModel
 from gpt1_lib.fast_decode import fast_decode_steps as FAST
 from gpt1_lib.fast_sampling import fast_sample_next
 from gpt1_lib.generate import generate
-from gpt1_lib.hardware import cpu_name
+from gpt1_lib.hardware import cpu_name, load_average
 from gpt1_lib.kv_cache import KVCache
 from gpt1_lib.model import GPT, model_config
 from gpt1_lib.pretrained import state_dict_from_gpt2
@@ -188,7 +188,7 @@ def main() -> None:
 
     models = build_models(args.seed)
     runs = contenders(models)
-    load_before = os.getloadavg()
+    load_before = load_average()
     bandwidths: dict[int, list[float]] = {}  # per batch size, one per round
     results, same = {}, {}
     for batch in args.batches:
@@ -209,7 +209,7 @@ def main() -> None:
     sampling = time_rounds(sampling_contenders(models["gpt1"]), prompt, args.new_tokens,
                            sampling_rounds)
     read_bw = read_bandwidth()
-    load_after = os.getloadavg()
+    load_after = load_average()
 
     every_bandwidth = [bw for values in bandwidths.values() for bw in values]
     bandwidth = statistics.median(every_bandwidth)  # the headline figure
@@ -271,7 +271,7 @@ def main() -> None:
                      f"- {max(extra):+.0%}) |")
     lines += [
         "",
-        f"Load average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after, on "
+        f"Load average (1, 5, 15 min) {load_before} before, {load_after} after, on "
         f"{os.cpu_count()} cores; the widest spread between rounds was {max(spreads):.0%} of a "
         "median. Shares and ratios are taken round by round, then their median. Twins: the "
         "gpt1_lib decoder (GPT-1 weights) is the reference of the simple "
@@ -280,7 +280,7 @@ def main() -> None:
     ]
     text = "\n".join(lines) + "\n"
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text)
+    RESULTS.write_text(text, encoding="utf-8")
     print(text)
     if not all(same.values()):
         raise SystemExit("the twins disagree on the greedy tokens: see the table")

@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 
 from gpt1_lib.config import load_config  # noqa: E402
 from gpt1_lib.data import token_entropy  # noqa: E402
+from gpt1_lib.hardware import load_average  # noqa: E402
 from gpt1_lib.run_dir import read_metrics  # noqa: E402
 from gpt1_lib.token_cache import prepare_tokens  # noqa: E402
 from gpt1_lib.tokenizer_cache import prepare_tokenizer  # noqa: E402
@@ -80,7 +81,7 @@ class Probe:
 
 def quick_overrides() -> dict[str, Any]:
     """Chapter 08's `QUICK = dict(...)`, read from the notebook so the two cannot drift apart."""
-    cells = json.loads(NOTEBOOK_07.read_text())["cells"]
+    cells = json.loads(NOTEBOOK_07.read_text(encoding="utf-8"))["cells"]
     for cell in cells:
         source = "".join(cell["source"])
         if cell["cell_type"] != "code" or "QUICK = dict(" not in source:
@@ -139,9 +140,9 @@ def run(probe: Probe, run_dir: Path, work_dir: Path, line: float, full: bool) ->
     CPU and wall seconds come from `preset_check_time.json` beside the checkpoint.
     """
     saved = run_dir / "config.yaml"
-    same = saved.is_file() and yaml.safe_load(saved.read_text()) == load_config(probe.cfg)
+    same = saved.is_file() and yaml.safe_load(saved.read_text(encoding="utf-8")) == load_config(probe.cfg)
     times_file = run_dir / "preset_check_time.json"
-    times = json.loads(times_file.read_text()) if same and times_file.is_file() else {}
+    times = json.loads(times_file.read_text(encoding="utf-8")) if same and times_file.is_file() else {}
     end, step = probe.cfg["max_steps"], 0
     while step < end:
         cpu, wall = time.process_time(), time.perf_counter()
@@ -151,7 +152,7 @@ def run(probe: Probe, run_dir: Path, work_dir: Path, line: float, full: bool) ->
         same = True
         if summary["resumed_from"] != summary["steps"]:  # this chunk was trained now
             times[str(step)] = [time.process_time() - cpu, time.perf_counter() - wall]
-            times_file.write_text(json.dumps(times))
+            times_file.write_text(json.dumps(times), encoding="utf-8")
         records = [r for r in read_metrics(run_dir) if r["step"] <= step]
         probe.curve = [(r["step"], r["train_loss"]) for r in records]
         below = [s for s, loss in probe.curve if loss < line]
@@ -371,7 +372,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     work = ROOT / "build" / "preset_check"
-    load_before = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    load_before = load_average()
     wall, cpu = time.perf_counter(), time.process_time()
     entropy, n_tokens = unigram_entropy(work)
     print(f"unigram entropy {entropy:.3f} nats over {n_tokens:,} training tokens", flush=True)
@@ -380,9 +381,9 @@ def main() -> None:
         slug = probe.name.replace("/", "-").replace(" ", "_").replace(",", "")
         run(probe, work / "runs" / slug, work, entropy - MARGIN, args.full)
     seconds = (time.perf_counter() - wall, time.process_time() - cpu)
-    loads = (load_before, ", ".join(f"{x:.2f}" for x in os.getloadavg()))
+    loads = (load_before, load_average())
     results = ROOT / "benchmarks" / "results"
-    (results / "preset_check.md").write_text(report(runs, entropy, n_tokens, args, seconds, loads))
+    (results / "preset_check.md").write_text(report(runs, entropy, n_tokens, args, seconds, loads), encoding="utf-8")
     (results / "preset_check.json").write_text(json.dumps({
         "unigram_entropy": entropy, "margin": MARGIN, "train_tokens": n_tokens,
         "machine": machine(), "wall_s": seconds[0], "cpu_s": seconds[1],
@@ -392,7 +393,7 @@ def main() -> None:
                   "final_loss": p.curve[-1][1], "cpu_s": p.cpu_s, "wall_s": p.wall_s,
                   "curve": {"step": [s for s, _ in p.curve], "train_loss": [x for _, x in p.curve]}}
                  for p in runs],
-    }, indent=1))  # fmt: skip
+    }, indent=1), encoding="utf-8")  # fmt: skip
     plot(runs, entropy, ROOT / "figures" / "08_preset_check.png")
     print(f"wrote benchmarks/results/preset_check.md and .json, figures/08_preset_check.png "
           f"({seconds[0] / 60:.1f} min wall, {seconds[1] / 60:.1f} min CPU)")  # fmt: skip

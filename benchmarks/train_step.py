@@ -38,7 +38,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gpt1_lib.hardware import cpu_name  # noqa: E402
+from gpt1_lib.hardware import cpu_name, load_average  # noqa: E402
 from gpt1_lib.model import GPT, GPTConfig, model_config  # noqa: E402
 
 
@@ -160,13 +160,6 @@ def describe_machine() -> list[str]:
     ]
 
 
-def load_average() -> str:
-    try:
-        return " / ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
-
-
 def spread(values: list[float]) -> str:
     med = statistics.median(values)
     return f"{med:,.0f} ({min(values):,.0f}–{max(values):,.0f})"
@@ -261,7 +254,7 @@ def main() -> None:
     torch.set_flush_denormal(True)
     shapes = [SHAPES[s.strip()] for s in args.shapes.split(",")]
 
-    load_before = load_average()
+    load_before = load_average(" / ")
     peak = matmul_rate()
     print(f"fp32 matmul: {peak / 1e9:.0f} GFLOP/s", flush=True)
     rows: list[dict] = []
@@ -270,14 +263,14 @@ def main() -> None:
         if not args.no_compile:
             rows += run_shape(shape, args, compile_mode=True)
     notes = [
-        f"- load average (1/5/15 min) before: {load_before}, after: {load_average()} "
+        f"- load average (1/5/15 min) before: {load_before}, after: {load_average(' / ')} "
         f"(other processes share these cores; the min–max spread shows the noise)",
         f"- {args.blocks} blocks per model, steps per block: "
         + ", ".join(f"{s.name} {args.steps[s.name]}" for s in shapes),
     ]
     text = render(rows, peak, describe_machine(), notes)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    args.out.write_text(text, encoding="utf-8")
     print(text)
 
 

@@ -14,6 +14,7 @@ its archive check out. `load_model(run_dir)` gives the trained GPT of a run dire
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import random
@@ -77,6 +78,11 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     except (OSError, RuntimeError) as err:
         if isinstance(err, RuntimeError) and "write" not in str(err).lower():
             raise  # not a failed write: a bug to see whole
+        if isinstance(err, OSError) and err.errno not in (None, errno.ENOSPC, errno.EDQUOT):
+            raise CheckpointError(  # on Windows: another program holds the file open
+                f"could not write {path} ({err.strerror or err}): close the program that holds "
+                "it open, or check its permissions; the previous checkpoint is intact"
+            ) from None
         free = shutil.disk_usage(path.parent).free
         raise CheckpointError(
             f"could not write {path} ({free / 1e9:.2f} GB free on its disk; is it full?): free "

@@ -181,6 +181,10 @@ def check_text_file(path: Path) -> None:
     decoder = codecs.getincrementaldecoder("utf-8")()
     offset = 0
     with open(path, "rb") as f:
+        if f.read(2) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):  # Notepad's "Unicode"
+            raise DataError(f"{path} is UTF-16 text, not UTF-8: save it as UTF-8, e.g. "
+                            "iconv -f utf-16 -t utf-8")  # fmt: skip
+        f.seek(0)
         while chunk := f.read(CHUNK_BYTES):
             if (nul := chunk.find(b"\x00")) >= 0:
                 raise DataError(f"{path} holds binary data (a NUL byte at offset {offset + nul}), "

@@ -209,9 +209,14 @@ def main(argv: list[str] | None = None) -> int:
                         "MPS; or DEVICE) and say whether to trust it")  # fmt: skip
     args = parser.parse_args(argv)
     if args.run is not None:
-        from gpt1_lib.health import diagnose, draw
+        from gpt1_lib.health import diagnose, draw, read_run
 
         if not (args.run / "metrics.jsonl").is_file():
+            if (args.run / "config.yaml").is_file():  # a run folder, too young to have a line
+                every = (read_run(args.run)[1] or {}).get("log_interval", "log_interval")
+                print(f"{args.run}: no metrics yet: a run writes its first line of metrics.jsonl "
+                      f"after {every} updates; ask again then")  # fmt: skip
+                return 0
             print(f"error: {args.run} has no metrics.jsonl: give the run folder of a "
                   "gpt1_lib.train run", file=sys.stderr)  # fmt: skip
             return 1
@@ -223,6 +228,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.parity is not None:
         from gpt1_lib.parity import parity
 
+        if args.parity:  # a device asked for: one that this machine lacks is one line, not a trace
+            import torch
+
+            from gpt1_lib.config import ConfigError
+            from gpt1_lib.precision import resolve_device
+
+            try:
+                torch.device(args.parity)
+            except (RuntimeError, ValueError):
+                print(f"error: {args.parity} is not a device torch knows: give cuda, cuda:1, mps "
+                      "or cpu, or leave DEVICE out", file=sys.stderr)  # fmt: skip
+                return 1
+            try:
+                resolve_device(args.parity)
+            except ConfigError:
+                print(f"error: this machine has no {args.parity} device: leave DEVICE out to test "
+                      "the accelerator it has (CUDA, else MPS)", file=sys.stderr)  # fmt: skip
+                return 1
         trust, lines = parity(args.parity or None)
         print("\n".join(lines), flush=True)
         return 0 if trust else 2

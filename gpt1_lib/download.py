@@ -180,7 +180,7 @@ def _mirror_checksum(mirror: Path, relpath: str) -> str | None:
     sums = mirror / "SHA256SUMS"
     if not sums.is_file():
         return None
-    for line in sums.read_text().splitlines():
+    for line in sums.read_text(encoding="utf-8").splitlines():
         digest, _, name = line.strip().partition("  ")
         if name.lstrip("*") == relpath:
             return digest

@@ -100,7 +100,7 @@ def save_hf(model: FineTuneModel, tokenizer: Tokenizer, directory: str | Path,
     old = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
     os.chmod(tmp, 0o777 & ~os.umask(os.umask(0)))  # mkdtemp makes it 0700: readable as any folder
     save_file(tensors, tmp / "model.safetensors", metadata={"format": "pt"})
-    (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     # a transformers user writes the input format as markup: "_start_...._classify_"
     write_hf_tokenizer(tokenizer, tmp, model.transformer.config.n_ctx, split_special_tokens=False)
     if directory.is_symlink():

@@ -33,6 +33,7 @@ from gpt1_lib.finetune_model import (
 )
 from gpt1_lib.loop import TrainingLoop
 from gpt1_lib.model import GPT, init_weights
+from gpt1_lib.run_dir import read_metrics
 from gpt1_lib.tasks import Task
 from gpt1_lib.tokenizer import save_tokenizer
 
@@ -154,6 +155,8 @@ class FineTuner(TrainingLoop):
         self.task_model, self.data, self.tokenizer = model, data, tokenizer
         self.inputs, self.input_names = dict(inputs or {}), INPUTS
         self.best_state: dict[str, torch.Tensor] | None = None  # the weights of the best score
+        self.valid_accuracies: list[float] = []  # every evaluation's, in order: the last is the
+        # last weights' (a choice by it is not biased towards runs with more epochs, as the best is)
         self.parts: list[tuple[torch.Tensor, torch.Tensor | None]] = []  # this update's L2, L1
 
     def prepare_data(self, resuming: bool) -> None:
@@ -200,7 +203,9 @@ class FineTuner(TrainingLoop):
         return out.loss
 
     def evaluate(self) -> float:
-        return accuracy(self.task_model, self.data["valid"])  # in eval mode, all of the split
+        score = accuracy(self.task_model, self.data["valid"])  # in eval mode, all of the split
+        self.valid_accuracies.append(score)
+        return score
 
     def record(self, lr: float, norm: torch.Tensor | None, speed: list) -> dict[str, Any]:
         """The step, the epoch, the loss L3 and its parts (means over the update's batches), and
@@ -228,15 +233,21 @@ class FineTuner(TrainingLoop):
         super().restore(ckpt, path)
         best = path.parent / BEST
         self.best_state = read_checkpoint(best)["model"] if best.is_file() else None
+        self.valid_accuracies = [r["valid_accuracy"] for r in read_metrics(path.parent)
+                                 if "valid_accuracy" in r and r["step"] <= self.step]  # fmt: skip
 
     def summary(self) -> dict[str, Any]:
-        """Steps, seconds and the best validation accuracy; when the run is finished, the test
-        accuracy of the best validation weights, which the model keeps (not its last weights)."""
+        """Steps, seconds, the best validation accuracy and every one in order; when the run is
+        finished, the model keeps the best validation weights (GPT-1's, not its last) and, if its
+        data has a test split, their test accuracy. Without one (a search of settings, which must
+        choose on `valid` alone) the test examples are never read."""
         summary = {"steps": self.step, "total_steps": self.max_steps, "seconds": self.seconds,
-                   "best_valid_accuracy": self.best_val if self.best_state is not None else None}  # fmt: skip
+                   "best_valid_accuracy": self.best_val if self.best_state is not None else None,
+                   "valid_accuracies": list(self.valid_accuracies)}  # fmt: skip
         if self.step == self.max_steps and self.best_state is not None:
-            self.raw.load_state_dict(self.best_state)  # finished: test the weights GPT-1 would keep
-            summary["test_accuracy"] = accuracy(self.task_model, self.data["test"])
+            self.raw.load_state_dict(self.best_state)  # finished: the weights GPT-1 would keep
+            if len(self.data.get("test", ())):
+                summary["test_accuracy"] = accuracy(self.task_model, self.data["test"])
         return summary
 
 

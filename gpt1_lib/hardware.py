@@ -51,6 +51,17 @@ def run_command(args: list[str], cwd: Path | None = None, timeout: float = 5.0) 
     return done.stdout.strip() if done.returncode == 0 else None
 
 
+def load_average(sep: str = ", ") -> str:
+    """The 1, 5 and 15 minute load averages, for a benchmark's report; "n/a" on Windows, which
+    has none (os.getloadavg is POSIX-only)."""
+    if not hasattr(os, "getloadavg"):
+        return "n/a"
+    try:
+        return sep.join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
 def cpu_flags() -> set[str]:
     """The feature flags of the CPU (/proc/cpuinfo; empty where there is none, e.g. macOS)."""
     try:

@@ -31,7 +31,7 @@ BAND_KEYS = ("dataset", "vocab_size", "val_fraction", "n_ctx", "n_embd", "n_laye
              "warmup_steps", "max_steps")  # fmt: skip
 SLACK = 0.05  # nats outside the band that still count as inside it (the seeds are few)
 AT_LN_V = 0.1  # nats from ln V: a uniform guess over the vocabulary
-FLAT = 0.05  # nats: the most a loss may move over its last third and still be "flat"
+FLAT = 0.05  # nats: the most a line fitted to the loss's last third may fall and still be "flat"
 AT_PLATEAU = 0.3  # nats from the corpus's unigram entropy
 HIGH = 0.7  # of ln V: a flat loss above it, where no unigram entropy is known, is suspect
 OVERFIT = 0.05  # nats the validation loss rises above its best while the training loss falls
@@ -102,20 +102,29 @@ def at_ln_v(records: list[dict[str, Any]], cfg: dict[str, Any]) -> str | None:
             "never reach the weights (detached, or zeroed after backward)")  # fmt: skip
 
 
+def flat(points: list[tuple[int, float]]) -> bool:
+    """Whether a least-squares line through `points` moves less than FLAT from first to last.
+    A line, not the range of the values: on a real plateau the logged means (each of
+    log_interval updates) still wander by about 0.05 nats, and a range would call that moving."""
+    steps, values = zip(*points)
+    slope = float(np.polyfit(steps, values, 1)[0])
+    return abs(slope * (steps[-1] - steps[0])) <= FLAT
+
+
 def plateau(records: list[dict[str, Any]], entropy: float | None, ln_v: float) -> str | None:
     """Stuck at the unigram entropy where it is known; else flat and still high (above HIGH of
     ln V, where unigram entropies of text lie: a converged run is flat too, but lower)."""
-    tail = last_third(_train(records))
-    values = [v for _, v in tail]
-    if not tail or max(values) - min(values) > FLAT:
+    tail = [(s, v) for s, v in last_third(_train(records)) if math.isfinite(v)]
+    if len(tail) < 3 or not flat(tail):
         return None
-    if entropy is not None and abs(values[-1] - entropy) <= AT_PLATEAU:
-        return (f"stuck at the unigram plateau: the training loss has sat at {values[-1]:.2f}, "
+    level = float(np.mean([v for _, v in tail]))  # where it sits, not its last wobble
+    if entropy is not None and abs(level - entropy) <= AT_PLATEAU:
+        return (f"stuck at the unigram plateau: the training loss has sat at {level:.2f}, "
                 f"the corpus's unigram entropy ({entropy:.2f}), since update {tail[0][0]}: the "
                 "model predicts token frequencies only; try a longer warmup, a lower lr, or "
                 "pre_ln: true (post-LN leaves this plateau late, chapter 05 §9)")  # fmt: skip
-    if entropy is None and values[-1] > HIGH * ln_v:
-        return (f"flat and high: the training loss has not moved from {values[-1]:.2f} since "
+    if entropy is None and level > HIGH * ln_v:
+        return (f"flat and high: the training loss has not moved from {level:.2f} since "
                 f"update {tail[0][0]}; if that is far above what the corpus allows, see the unigram "
                 "plateau of chapter 05 §9 (warmup, lr, pre_ln)")  # fmt: skip
     return None
@@ -220,6 +229,10 @@ def draw(run_dir: str | Path, band: dict[str, Any] | None = None) -> Path | None
         b = band["train_loss"]
         ax.fill_between(band["steps"], b["low"], b["high"], color="tab:blue", alpha=0.25,
                         label=f"{band['preset']} preset, {len(band['seeds'])} seeds")  # fmt: skip
+        if band.get("val_loss"):  # the validation losses of the same seeds
+            v = band["val_loss"]
+            ax.fill_between(band["val_steps"], v["low"], v["high"], color="tab:orange",
+                            alpha=0.25, label="their validation losses")  # fmt: skip
     for points, style, label in ((_train(records), "-", "training loss"),
                                  (_val(records), "o-", "validation loss")):  # fmt: skip
         if points:

@@ -160,7 +160,9 @@ class TrainingLoop:
                 self.scaler.scale(loss).backward()
             total += loss.detach()
         value = procs.mean(total).item()
-        if not math.isfinite(value):
+        if not math.isfinite(value):  # the last line of metrics.jsonl says so, for doctor --run
+            if procs.main and self.out_dir is not None:
+                append_metrics(self.out_dir, {"step": step + 1, "train_loss": value, "lr": lr})
             raise TrainingError(
                 diverged_message(cfg, value, step + 1, self.out_dir, self.last_saved)
             )

@@ -58,7 +58,13 @@ def parity(device: str | None = None, steps: int = STEPS) -> tuple[bool, list[st
             return True, ["no accelerator (no CUDA GPU, no MPS): training runs on the CPU, "
                           "which is the reference; nothing to compare"]  # fmt: skip
     ref_losses, ref_grads = run_updates("cpu", steps)
-    losses, grads = run_updates(device, steps)
+    try:
+        losses, grads = run_updates(device, steps)
+    except Exception as error:  # a kernel missing or failing on the accelerator is a finding too
+        first = (str(error).strip().splitlines() or [""])[0]
+        return False, [f"{device} against the CPU: {steps} seeded float32 updates of a small GPT",
+                       f"do not trust {device}: training on it failed ({type(error).__name__}: "
+                       f"{first}); train with --set device=cpu, and report this output"]  # fmt: skip
     loss_gap = max(abs(a - b) / max(abs(a), 1e-12) if math.isfinite(b) else math.inf
                    for a, b in zip(ref_losses, losses))  # fmt: skip
     gaps = {n: ((grads[n] - g).norm() / g.norm().clamp_min(1e-12)).item() if n in grads

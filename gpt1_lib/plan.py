@@ -28,6 +28,7 @@ from gpt1_lib.precision import (
     scaler_step,
     training_settings,
 )
+from gpt1_lib.profiles import default_device
 
 SESSION_HOURS = 12  # Colab's longest session ("up to 12 hours"; free ones are often shorter)
 DRIVE_FREE = 15e9  # bytes of Google Drive a free account has (shared with Gmail and Photos)
@@ -37,6 +38,8 @@ def synchronize(device: torch.device) -> None:
     """Wait for the GPU's queued work, so that a clock read after it counts it (no-op on a CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    elif device.type == "mps":  # Apple's GPU queues its work too
+        torch.mps.synchronize()
 
 
 def tensor_bytes(*objs: Any) -> int:
@@ -82,6 +85,7 @@ class UpdateTimer:
         ]
         self.batches = [(r[:, :-1].to(device), r[:, 1:].to(device)) for r in rows]
         self.skipped, self.loss = 0, math.nan  # updates the GradScaler skipped; the last loss
+        self.micro_seconds = math.nan  # the last update's forward + backward, per micro-batch
 
     def run(self) -> float:
         """One update, timed between two synchronisations: its seconds."""
@@ -94,6 +98,8 @@ class UpdateTimer:
             loss = loss.float() / len(self.batches)
             self.scaler.scale(loss).backward()
             total += loss.detach()
+        synchronize(self.device)
+        self.micro_seconds = (time.perf_counter() - start) / len(self.batches)
         self.scaler.unscale_(self.optimizer)  # clip the true gradients, as the trainer does
         torch.nn.utils.clip_grad_norm_(self.raw.parameters(), self.clip)
         self.skipped += scaler_step(self.scaler, self.optimizer)
@@ -123,6 +129,7 @@ class Plan:
     first_session: dict[str, float] = field(default_factory=dict)  # seconds, as the caller timed
     token_bytes: int | None = None  # the token ids the run keeps
     slice_minutes: float = 20.0  # chapter 08 copies the checkpoints to Drive after each slice
+    stand_in: bool = False  # a GPU preset timed without its GPU: one sequence at a time, scaled
 
     @property
     def tokens_per_update(self) -> int:
@@ -159,7 +166,8 @@ class Plan:
 
     @property
     def drive_writes(self) -> int:
-        """Bytes of checkpoints copied to Drive over the run: one copy of both per slice, at most."""
+        """Bytes of checkpoints copied to Drive over the run: one copy of both per whole slice (an
+        estimate: a slice redone after a disconnect copies them again)."""
         return self.slices * sum(self.checkpoint_bytes)
 
     @property
@@ -181,26 +189,42 @@ class Plan:
         """The plan as a reader reads it: one row per cost, and how it was found."""
         last, best = self.checkpoint_bytes
         mfu = f", MFU {self.mfu:.1%}" if self.mfu is not None else " (no MFU: no data sheet peak)"
-        memory = ("not counted on a CPU" if self.peak_memory is None else
+        here = "a CPU" if self.device.startswith("cpu") else self.device.split()[0]
+        memory = ("not counted on " + here if self.peak_memory is None else
                   f"{self.peak_memory / 2**30:,.1f} GiB of the GPU's {(self.device_memory or 0) / 2**30:,.1f} GiB")  # fmt: skip
+        sequences = self.cfg["batch_size"] * self.cfg["grad_accum"]
+        timed = (f"measured: an update of 1 sequence, its forward and backward x {sequences}" if self.stand_in
+                 else f"measured: median of {self.timed} updates")  # fmt: skip
         first = ", ".join(f"{k} {_duration(v)}" for k, v in self.first_session.items())
         kept = last + best + (self.token_bytes or 0)
         rows = [
             ("speed", f"{self.tokens_per_update:,} tokens per update in {self.seconds_per_update:.2f} s: "
-                      f"{self.tokens_per_s:,.0f} tokens/s{mfu}", f"measured: median of {self.timed} updates"),
+                      f"{self.tokens_per_s:,.0f} tokens/s{mfu}", timed),
             ("training", f"{self.updates_left:,} updates to go of {self.cfg['max_steps']:,}: "
-                         f"{_duration(self.train_seconds)}", "computed, evaluations included"),
+                         f"{_duration(self.train_seconds)}",
+             "at this machine's speed, not a GPU's" if self.stand_in else "computed, evaluations included"),
             ("before training", first or "download, tokenizer, token ids: made on first use, not timed here",
              "measured this session" if first else "chapter 08 §5 times them"),
-            ("peak memory", memory, "measured"),
+            ("peak memory", "not measured: one sequence here, not the preset's batch on its GPU"
+             if self.stand_in else memory, "chapter 08 §3 computes it" if self.stand_in
+             else "measured" if self.peak_memory is not None else "no counter for it here"),
             ("checkpoints", f"ckpt_last.pt {_size(last)}, ckpt_best.pt {_size(best)}", "computed from the tensors"),
             ("kept", f"{_size(kept)}: the checkpoints" + (" and the token ids" if self.token_bytes else ""),
              "on Drive on Colab"),
-            ("Drive writes", f"at most {self.slices} slice(s) x {_size(last + best)} = {_size(self.drive_writes)}",
-             "replaced copies wait in Drive's Trash"),
-            ("Colab sessions", f"{self.sessions}", f"of at most {SESSION_HOURS} h each"),
         ]  # fmt: skip
-        if self.drive_writes > DRIVE_FREE:
+        if (
+            self.stand_in
+        ):  # slices and sessions follow from a GPU's speed: not this machine's to say
+            rows.append(
+                ("Drive, Colab", "not planned: they follow from the GPU's speed", "plan on the GPU")
+            )
+        else:
+            rows += [
+                ("Drive writes", f"about {self.slices} slice(s) x {_size(last + best)} = {_size(self.drive_writes)}",
+                 "an estimate: replaced copies wait in Drive's Trash"),
+                ("Colab sessions", f"{self.sessions}", f"of at most {SESSION_HOURS} h each"),
+            ]  # fmt: skip
+        if self.drive_writes > DRIVE_FREE and not self.stand_in:
             rows.append(("warning", f"more than Drive's free {_size(DRIVE_FREE)}: raise slice_minutes, "
                                     "or empty Drive's Trash between sessions", "chapter 08 §6"))  # fmt: skip
         head = f"plan: {self.cfg['n_layer']} layers x {self.cfg['n_embd']} on {self.device}, {self.dtype}"
@@ -215,34 +239,56 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:,.1f} h" if seconds >= 3600 else f"{seconds / 60:,.1f} min"
 
 
+def timing_device(cfg: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """The config to time on this machine, and whether it stands in for the preset's GPU: a CUDA
+    preset without CUDA is timed on the book's next device (Apple's MPS, else the CPU, the order
+    of `default_device`) in float32 and uncompiled, as `device=auto` would train there."""
+    if cfg["device"] != "cuda" or torch.cuda.is_available():
+        return cfg, False
+    return {**cfg, "device": default_device(cuda=False), "dtype": "auto", "compile": False}, True
+
+
+def device_label(device: torch.device, stand_in: bool = False) -> str:
+    """The plan's name for the device it timed: a GPU's own name, else "mps" or "cpu"; a stand-in
+    for a GPU says plainly that its speed is not the GPU's."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    return f"{name} (no CUDA GPU: timed on this {name}, not at a GPU's speed)" if stand_in else name
+
+
 def plan_run(cfg: dict[str, Any], *, updates: int = 3, done: int = 0,
              first_session: dict[str, float] | None = None, token_bytes: int | None = None,
              slice_minutes: float = 20.0) -> Plan:  # fmt: skip
     """Time `updates` updates of `cfg`'s model (after one untimed warm-up: cuBLAS's plans,
-    AdamW's state, a compilation) under training's own settings, and plan the run from them."""
-    where = ""
-    if cfg["device"] == "cuda" and not torch.cuda.is_available():  # a GPU preset, here on a CPU
-        cfg, where = (
-            {**cfg, "device": "cpu", "dtype": "auto"},
-            " (no GPU here: as device=cpu would run)",
-        )
+    AdamW's state, a compilation) under training's own settings, and plan the run from them.
+    A GPU preset without its GPU times one update of one sequence and counts its forward and
+    backward once per sequence of an update: a whole `t4` update takes minutes and 10 GB on a
+    CPU, and a CPU's speed says little about a GPU's anyway."""
+    cfg, stand_in = timing_device(cfg)
     device = torch.device(resolve_device(cfg["device"]))
     cuda = device.type == "cuda"
     capability = torch.cuda.get_device_capability(device) if cuda else None
     precision = choose_precision(device.type, cfg["dtype"], capability)
+    sequences = cfg["batch_size"] * cfg["grad_accum"]
+    updates = 1 if stand_in else updates  # a stand-in is slow, and its speed only a rough guide
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     with training_settings(device, capability):
-        timer = UpdateTimer(cfg, device, precision, compile_model=cfg["compile"], seed=cfg["seed"])
-        timer.run()
+        timed = {**cfg, "batch_size": 1, "grad_accum": 1} if stand_in else cfg
+        timer = UpdateTimer(
+            timed, device, precision, compile_model=cfg["compile"], seed=cfg["seed"]
+        )
+        if not stand_in:  # warm-up (a CPU has no kernel plans to make: a stand-in skips it)
+            timer.run()
         seconds = statistics.median(timer.run() for _ in range(updates))
+        if stand_in:  # one sequence's forward and backward for each of an update's, one AdamW step
+            seconds += (sequences - 1) * timer.micro_seconds
     weights = timer.raw.state_dict()
     return Plan(
-        cfg, torch.cuda.get_device_name(device) if cuda else "cpu" + where,
+        cfg, device_label(device, stand_in),
         precision.name + (" + GradScaler" if precision.use_scaler else ""), seconds, updates,
         model_flops_per_token(timer.raw), device_peak_flops(device),
         torch.cuda.max_memory_allocated(device) if cuda else None,
         torch.cuda.get_device_properties(device).total_memory if cuda else None,
         (tensor_bytes(weights, timer.optimizer.state_dict()), tensor_bytes(weights)),
-        done, dict(first_session or {}), token_bytes, slice_minutes,
+        done, dict(first_session or {}), token_bytes, slice_minutes, stand_in,
     )  # fmt: skip

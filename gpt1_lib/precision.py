@@ -57,19 +57,21 @@ def choose_precision(
 ) -> Precision:
     """On CUDA bf16 from compute capability 8.0, fp16 + GradScaler below it; fp32 on a CPU
     unless float16 or bfloat16 is asked for (the GPU's code path, to test it without a GPU);
-    fp32 on Apple's MPS."""
+    fp32 on Apple's MPS unless asked (its autocast takes both 16-bit types; untested here)."""
     if requested not in ("auto", *DTYPES):
         raise ConfigError(f"dtype must be auto, {', '.join(DTYPES)}; got {requested!r}")
-    if device_type == "mps" and requested in ("float16", "bfloat16"):  # untested: float32 only
-        raise ConfigError(f"dtype={requested} on Apple's MPS is untested in this book: use "
-                          "dtype=float32 (auto chooses it there)")  # fmt: skip
     if device_type != "cuda":  # float32 unless asked: 16-bit matmuls are not faster on a CPU
         if requested in ("auto", "float32"):
             return Precision(torch.float32)
+        scaler = " and a GradScaler" if requested == "float16" else ""
         note = (
             f"dtype={requested} on {device_type} runs the GPU's mixed-precision code (autocast"
-            f"{' and a GradScaler' if requested == 'float16' else ''}), slower than float32 there"
-        )
+            f"{scaler}), slower than float32 there"
+            if device_type != "mps" else
+            f"dtype={requested} on Apple's MPS: autocast{scaler}, untested on real Apple hardware "
+            "in this book; check the device with python -m gpt1_lib.doctor --parity and watch "
+            "the loss against the band (python -m gpt1_lib.doctor --run)"
+        )  # fmt: skip
         return Precision(DTYPES[requested], use_scaler=requested == "float16", note=note)
     fast_bf16 = capability is not None and tuple(capability) >= (8, 0)
     sm = f"sm_{capability[0]}{capability[1]}" if capability else "this GPU"

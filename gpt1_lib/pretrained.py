@@ -195,7 +195,7 @@ def read_hf_checkpoint(
     if not config_file.is_file():
         raise ValueError(f"{directory} is not an HF OpenAIGPT checkpoint: it has no config.json")
     try:
-        hf_config = json.loads(config_file.read_text(errors="replace"))
+        hf_config = json.loads(config_file.read_text(encoding="utf-8", errors="replace"))
     except ValueError as err:
         raise ValueError(f"{config_file} is not valid JSON ({err}): replace it with the model's "
                          "own config.json") from None  # fmt: skip
@@ -265,7 +265,9 @@ def read_openai_release(
             f"{folder} is not OpenAI's GPT-1 release: it needs params_shapes.json and "
             "params_0.npy ... params_9.npy (see gpt1_lib.corpus for the download)"
         )
-    shapes = [tuple(s) for s in json.loads((folder / "params_shapes.json").read_text())]
+    shapes = [
+        tuple(s) for s in json.loads((folder / "params_shapes.json").read_text(encoding="utf-8"))
+    ]
     flat = np.concatenate([np.load(shard, allow_pickle=False).reshape(-1) for shard in shards])
     sizes = [math.prod(shape) for shape in shapes]
     n_layer, extra = divmod(len(shapes) - 2, len(OPENAI_BLOCK_ARRAYS))

@@ -40,7 +40,7 @@ def load_config(name_or_path: str | os.PathLike) -> dict[str, Any]:
     """The flat dict of a named preset (`gpt1_lib/configs/<name>.yaml`) or of a YAML file."""
     text_name = str(name_or_path)
     if text_name in PROFILES:
-        text = resources.files("gpt1_lib").joinpath(f"configs/{text_name}.yaml").read_text()
+        text = resources.files("gpt1_lib").joinpath(f"configs/{text_name}.yaml").read_text(encoding="utf-8")
     else:
         path = Path(text_name)
         if not path.is_file():
@@ -48,7 +48,7 @@ def load_config(name_or_path: str | os.PathLike) -> dict[str, Any]:
                 f"unknown profile or config file {text_name!r}: use one of "
                 f"{', '.join(PROFILES)} or the path of a YAML file"
             )
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     config = yaml.load(text, Loader=_UniqueKeyLoader)
     if config is None:  # an empty file would silently train the defaults: GPT-1's size
         raise ValueError(
@@ -146,6 +146,8 @@ class Profile:
         where = self.device
         if self.device == "cuda":
             where = f"cuda ({torch.cuda.get_device_name()})"
+        elif self.device == "mps":
+            where = f"mps (Apple {platform.machine()}; untested on real hardware in this book)"
         else:
             threads = torch.get_num_threads()
             where = f"cpu ({platform.processor() or platform.machine()}, {threads} thread{'s' * (threads != 1)})"

@@ -33,7 +33,9 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     a kill, or anything else that is not such a record, is skipped."""
     path = Path(run_dir) / METRICS
     records = []
-    for line in path.read_text(errors="replace").splitlines() if path.is_file() else []:
+    for line in (
+        path.read_text(encoding="utf-8", errors="replace").splitlines() if path.is_file() else []
+    ):
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
@@ -50,7 +52,7 @@ def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
     """Append one record, closed at once: on disk before the next checkpoint. A link planted at
     the name is refused, never written through (`check_run_folder` says so first)."""
     fd = os.open(run_dir / METRICS, os.O_WRONLY | os.O_APPEND | os.O_CREAT | NOFOLLOW, 0o666)
-    with os.fdopen(fd, "a") as f:
+    with os.fdopen(fd, "a", encoding="utf-8", newline="\n") as f:  # LF on Windows too
         f.write(json.dumps(record) + "\n")
 
 

@@ -10,6 +10,7 @@ module when it trains into a folder."""
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import shutil
 import tempfile
@@ -235,31 +236,51 @@ def resume_from(run_dir: Path | None, resume: bool, overwrite: bool, procs: Proc
     return path, ckpt
 
 
+LOCK_BYTE = 64  # the byte Windows locks: past the pid, which a locked range would hide
+
+
+def _lock(fd: int, unlock: bool = False) -> bool:
+    """Lock (or unlock) the open `.lock` file without waiting: False when another process holds
+    it. POSIX: `flock`. Windows has no `fcntl`: `msvcrt.locking` of one byte at LOCK_BYTE (it
+    locks from the file's position). Either lock goes away with the process, even a killed one."""
+    try:
+        import fcntl
+    except ImportError:
+        msvcrt = importlib.import_module("msvcrt")  # Windows only, hence no plain import
+        os.lseek(fd, LOCK_BYTE, os.SEEK_SET)
+        try:
+            msvcrt.locking(fd, msvcrt.LK_UNLCK if unlock else msvcrt.LK_NBLCK, 1)
+        except OSError:  # EACCES: the byte is locked by another process
+            return False
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_UN if unlock else fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
 @contextlib.contextmanager
 def exclusive(run_dir: Path | None, procs: Processes) -> Iterator[None]:
     """Hold the run directory while training (made first if need be): a second trainer gets a
-    clear error, not a run mixed up with ours. The lock (`flock` on `run_dir/.lock`, taken by the
-    main process) goes away with the process, even when it is killed. A run in memory (`run_dir`
-    None) holds nothing."""
+    clear error, not a run mixed up with ours. The lock (`_lock` on `run_dir/.lock`, taken by the
+    main process, which writes its pid there) goes away with the process, even when it is killed.
+    A run in memory (`run_dir` None) holds nothing."""
     if run_dir is None:
         yield
         return
     make_run_folder(run_dir)
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks; one trainer per directory is up to you
-        yield
-        return
     fd, error = None, None
     if procs.main:
         check_run_folder(run_dir)  # the lock is opened without following a link, too
         fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT | NOFOLLOW, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if _lock(fd):
             os.ftruncate(fd, 0)
-            os.pwrite(fd, str(os.getpid()).encode(), 0)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.lseek(fd, 0, os.SEEK_SET)  # the pid at the start (Windows has no pwrite)
+            os.write(fd, str(os.getpid()).encode())
+        else:
+            os.lseek(fd, 0, os.SEEK_SET)
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
             os.close(fd)
             error = (
                 f"another process (pid {holder}) is training into {run_dir}: wait for it to "
@@ -271,4 +292,5 @@ def exclusive(run_dir: Path | None, procs: Processes) -> Iterator[None]:
         yield
     finally:
         if fd is not None:
-            os.close(fd)  # releases the lock
+            _lock(fd, unlock=True)  # Windows asks for it before the close
+            os.close(fd)

@@ -119,7 +119,7 @@ CONTENT_IDS = "content-ids.json"  # in the tokens folder: {path: [size, mtime_ns
 
 def _read_json(path: Path) -> dict:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):  # missing, or torn by a kill
         return {}
     return data if isinstance(data, dict) else {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import os
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -36,11 +37,20 @@ def tokenizer_path(
         name = f"{Path(dataset).stem}-{hashlib.sha1(resolved.encode()).hexdigest()[:8]}"
     sample = f"-first{sample_bytes}" if sample_bytes is not None else ""
     holdout = "" if has_validation_split(dataset) else f"-holdout{val_fraction:g}"
-    return Path(work_dir) / f"tokenizer-{name}-{vocab_size}{sample}{holdout}.json"
+    eos = "-eos" if _separator(dataset) else ""  # trained without the separator's letters
+    return Path(work_dir) / f"tokenizer-{name}-{vocab_size}{sample}{holdout}{eos}.json"
 
 
-def _write_sample(source: Path, dest: Path, sample_bytes: int) -> None:
-    """Copy the first `sample_bytes` of `source`, cut back to the end of the last whole line."""
+def _separator(dataset: str) -> str | None:
+    return CORPORA[dataset].separator if dataset in CORPORA else None
+
+
+def _write_sample(
+    source: Path, dest: Path, sample_bytes: int, separator: str | None = None
+) -> None:
+    """Copy the first `sample_bytes` of `source`, cut back to the end of the last whole line,
+    without the documents' `separator` (with its line break): the token ids hold the end-of-text
+    token there, so the BPE must not spend merges on the separator's letters."""
     with open(source, "rb") as f:
         head = f.read(sample_bytes)
     if (end := head.rfind(b"\n")) > 0:
@@ -52,6 +62,8 @@ def _write_sample(source: Path, dest: Path, sample_bytes: int) -> None:
             f"{source} is not UTF-8 text (bad byte near offset {err.start}): convert it first, "
             "e.g. iconv -f latin1 -t utf-8"
         ) from None
+    if separator:
+        head = re.sub(re.escape(separator.encode()) + rb"\n?", b"", head)
     dest.write_bytes(head)
 
 
@@ -68,7 +80,8 @@ def prepare_tokenizer(
     the training text only: a corpus without a validation file holds out its last
     `val_fraction` (the cut of `holdout_start`, which pre-training validates on), so the
     validation text is as new to the tokenizer as to the model. For corpora of gigabytes,
-    `sample_bytes` trains on the first bytes only: merges settle long before that.
+    `sample_bytes` trains on the first bytes only: merges settle long before that. A corpus
+    that separates its documents (TinyStories' `<|endoftext|>`) is trained on without them.
     """
     _check_vocab_size(vocab_size)
     if sample_bytes is not None and sample_bytes <= 0:
@@ -83,13 +96,13 @@ def prepare_tokenizer(
     size = source.stat().st_size
     end = size if has_validation_split(dataset) else holdout_start(source, val_fraction)
     end = min(end, sample_bytes or size)
-    if end >= size:
+    if end >= size and not _separator(dataset):
         tokenizer = train_tokenizer(source, vocab_size)
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
             sample = Path(tmp) / "sample.txt"
-            _write_sample(source, sample, end)
+            _write_sample(source, sample, end, _separator(dataset))
             tokenizer = train_tokenizer(sample, vocab_size)
     save_tokenizer(tokenizer, path)
     return tokenizer

@@ -27,6 +27,7 @@ import copy
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -373,13 +374,45 @@ def test_the_quick_run_trains_to_its_end_and_exports_as_gpt2(rehearsal):
 
 def test_a_drive_too_full_for_the_run_stops_before_the_first_update(rehearsal, tmp_path):
     """The plan's copies would not fit: one line says how much is free and what to do, and
-    nothing has trained (a Drive of its own, whose free space the edit makes 1 MB)."""
+    nothing has trained (a Drive of its own, whose free space the edit makes 1.3 MB: room for
+    the first estimate, about 0.9 MB, not for the plan's, about 1.9 MB)."""
     nb, content, _ = rehearsal.runtime(
         "full", stops=True, COLAB_STUB_DRIVE=str(tmp_path / "drive"),
-        edits={"shutil.disk_usage(drive_home).free": "1_000_000"},
+        edits={"shutil.disk_usage(drive_home).free": "1_300_000"},
     )  # fmt: skip
+    data = output_text(cell_with(nb, "drive_room((0"))  # the first estimate fits: it says so
+    assert re.search(r"Google Drive: 0\.0 GB free; this run writes about 0\.00 GB there \(token ids, "
+                     r"checkpoints and export, estimated before the plan\)", data), data  # fmt: skip
     plan = output_text(cell_with(nb, "plan_run("))
     assert "plan: 2 layers x 32 on cpu, float16 + GradScaler" in plan
-    assert "RuntimeError" in plan and "Google Drive has 0.0 GB free and this run would write" in plan
+    assert "RuntimeError" in plan and "Google Drive has 0.0 GB free and this run would write about" in plan
+    assert "copies of its checkpoints, the replaced ones kept in Drive's Trash, and the export" in plan
     assert "empty the Trash or free space on Drive, or raise SLICE_MINUTES" in plan
     assert not list(content.rglob("ckpt_*.pt")) and not list(tmp_path.rglob("ckpt_*.pt"))
+
+
+def test_a_drive_too_full_for_the_token_ids_stops_before_writing_to_it(rehearsal, tmp_path):
+    """Right after the download, before the token ids (about 1 GB for TinyStories) go to Drive:
+    an estimate from the corpus's and the model's sizes, without the plan."""
+    drive = tmp_path / "drive"
+    nb, content, _ = rehearsal.runtime(
+        "full_early", stops=True, COLAB_STUB_DRIVE=str(drive),
+        edits={"shutil.disk_usage(drive_home).free": "200_000"},
+    )  # fmt: skip
+    data = output_text(cell_with(nb, "drive_room((0"))
+    assert "RuntimeError" in data and "Google Drive has 0.0 GB free and this run would write " \
+           "about 0.0 GB there (token ids, checkpoints and export, estimated before the plan)" in data  # fmt: skip
+    assert "token ids:" not in data  # stopped before tokenising
+    written = [p for p in drive.rglob("*") if p.is_file()]
+    assert not [p for p in written if "cache" in p.parts or "runs" in p.parts], written
+
+
+def test_the_fp16_run_shows_its_loss_scale_and_the_updates_gradscaler_skipped(sessions):
+    """The curves cell's third panel is the fp16 loss scale; its line counts the skipped updates
+    from metrics.jsonl, where every logged update of an fp16 run records both."""
+    records = [json.loads(line) for line in (sessions["run"] / "metrics.jsonl").read_text().splitlines()]
+    assert records and all(r["loss_scale"] > 0 and r["skipped_updates"] >= 0 for r in records)
+    curves = output_text(cell_with(sessions["second"], "ax_scale"))
+    skipped = records[-1]["skipped_updates"]
+    assert f"GradScaler skipped {skipped} of {MAX_STEPS} updates" in curves, curves
+    assert "image/png" in str(cell_with(sessions["second"], "ax_scale")["outputs"])

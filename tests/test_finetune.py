@@ -849,3 +849,31 @@ def test_fine_tuning_runs_in_16_bits_as_pre_training_does(tokenizer, tmp_path, d
     assert records[-1]["loss"] < records[0]["loss"]
     scaler = read_checkpoint(tmp_path / "ckpt_last.pt")["scaler"]
     assert ("loss_scale" in records[-1]) == (scaler is not None) == (dtype == "float16")
+
+
+# ---- a search of settings: no test read, every validation accuracy kept ---------------------
+def test_a_run_without_a_test_split_never_reads_test_and_keeps_the_best_weights(tokenizer):
+    cfg = finetune_config(RESUME_CFG)
+    model, data, _ = fresh(tokenizer, cfg)
+    searched = finetune(model, {k: v for k, v in data.items() if k != "test"}, cfg, progress=False)
+    assert searched["steps"] == 18 and "test_accuracy" not in searched
+    model_t, data_t, _ = fresh(tokenizer, cfg)
+    tested = finetune(model_t, data_t, cfg, progress=False)  # the same run, scored on test
+    a, b = model.state_dict(), model_t.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # both end on the best validation weights
+    assert searched["best_valid_accuracy"] == tested["best_valid_accuracy"]
+    assert searched["valid_accuracies"] == tested["valid_accuracies"]
+
+
+def test_every_validation_accuracy_is_kept_in_order_and_survives_a_resume(tokenizer, tmp_path):
+    cfg = finetune_config(RESUME_CFG)  # 18 updates, evaluated every 3: six accuracies
+    model, data, _ = fresh(tokenizer, cfg)
+    done = finetune(model, data, cfg, tmp_path / "A", progress=False)
+    logged = [r["valid_accuracy"] for r in read_metrics(tmp_path / "A") if "valid_accuracy" in r]
+    assert done["valid_accuracies"] == logged and len(logged) == 6
+    assert max(logged) == done["best_valid_accuracy"]
+    model, data, _ = fresh(tokenizer, cfg)
+    finetune(model, data, cfg, tmp_path / "B", until=7, progress=False)
+    model, data, _ = fresh(tokenizer, cfg)  # as a new process would
+    resumed = finetune(model, data, cfg, tmp_path / "B", resume=True, progress=False)
+    assert resumed["valid_accuracies"] == done["valid_accuracies"]

@@ -82,6 +82,34 @@ def test_a_loss_stuck_at_the_unigram_entropy_is_the_plateau(tmp_path, band):
     assert "pre_ln" in next(line for line in lines if line.startswith("stuck"))
 
 
+# A real run stuck on the plateau: the cpu preset with pre_ln: false, trained on this machine
+# (2026-12-07); its training loss every 20 updates, 20 to 440. The 20-update means wander by
+# about 0.06 nats, more than a flat-range test allows.
+POST_LN = [7.447, 6.464, 6.077, 6.068, 6.102, 6.115, 6.106, 6.07, 6.093, 6.072, 6.086, 6.064,
+           6.055, 6.05, 6.052, 6.079, 6.024, 6.038, 6.078, 6.048, 6.068, 6.057]  # fmt: skip
+
+
+def test_a_real_post_ln_run_on_the_plateau_is_named_though_its_loss_wanders(tmp_path):
+    band = load_band("cpu")
+    run = tmp_path / "postln"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump({**load_config("cpu"), "pre_ln": False}))
+    (run / "metrics.jsonl").write_text("".join(
+        json.dumps({"step": 20 * (i + 1), "train_loss": v}) + "\n" for i, v in enumerate(POST_LN)))
+    lines = diagnose(run, band)
+    assert lines[0].startswith("no reference band: pre_ln differs")
+    found = [line for line in lines if line.startswith("stuck at the unigram plateau")]
+    assert found and "since update 320" in found[0], lines
+
+
+def test_a_noisy_plateau_is_named_and_a_noisy_descent_is_not(tmp_path, band):
+    noise = [0.06 * math.sin(1.7 * s) for s in STEPS]  # wobbles as real 20-update means do
+    stuck = lambda s: (curve(s) if s < 200 else ENTROPY) + noise[STEPS.index(s)]  # noqa: E731
+    assert any(line.startswith("stuck") for line in diagnose(plant(tmp_path / "a", stuck), band))
+    leaving = lambda s: ENTROPY + 0.6 - s / 2000 + noise[STEPS.index(s)]  # noqa: E731
+    assert not any(line.startswith("stuck") for line in diagnose(plant(tmp_path / "b", leaving), band))
+
+
 def test_a_loss_at_ln_v_says_nothing_is_learned(tmp_path, band):
     lines = diagnose(plant(tmp_path / "run", lambda s: math.log(2048) - 0.001 * (s % 3)), band)
     found = [line for line in lines if line.startswith("loss at ln V")]
@@ -123,6 +151,11 @@ def test_doctor_run_prints_the_findings_and_refuses_a_folder_without_metrics(tmp
     assert doctor.main(["--run", str(tmp_path / "empty")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
+    young = tmp_path / "young"  # a run folder before its first metrics line
+    young.mkdir()
+    (young / "config.yaml").write_text(yaml.safe_dump(load_config("cpu")))
+    assert doctor.main(["--run", str(young)]) == 0
+    assert "no metrics yet" in capsys.readouterr().out
     run = plant(tmp_path / "run", lambda s: math.log(2048))
     assert doctor.main(["--run", str(run)]) == 0
     out = capsys.readouterr().out
@@ -161,8 +194,39 @@ def test_an_accelerator_that_corrupts_a_gradient_is_not_trusted(monkeypatch, cap
     trust, lines = parity("fake")
     assert not trust and "h.1.mlp.c_fc.weight" in lines[2]
     assert lines[-1].startswith("do not trust fake") and "device=cpu" in lines[-1]
-    assert doctor.main(["--parity", "fake"]) == 2
-    assert "do not trust fake" in capsys.readouterr().out
+    monkeypatch.setattr("gpt1_lib.precision.resolve_device", lambda d: d)  # 'cuda': the fake
+    monkeypatch.setattr(parity_module, "run_updates",
+                        lambda d, *a: fake_device("fake" if d == "cuda" else d, *a))  # fmt: skip
+    assert doctor.main(["--parity", "cuda"]) == 2
+    assert "do not trust cuda" in capsys.readouterr().out
+
+
+def test_an_accelerator_whose_training_fails_is_not_trusted_in_one_line(monkeypatch, capsys):
+    real = parity_module.run_updates
+
+    def broken(device, steps=parity_module.STEPS, seed=0):
+        if device != "cpu":
+            raise RuntimeError("MPS backend out of memory\n(a long trace)")
+        return real(device, steps, seed)
+
+    monkeypatch.setattr(parity_module, "run_updates", broken)
+    trust, lines = parity("fake")
+    assert not trust and lines[-1].startswith("do not trust fake: training on it failed")
+    assert "RuntimeError: MPS backend out of memory" in lines[-1] and "trace" not in lines[-1]
+    monkeypatch.setattr("gpt1_lib.precision.resolve_device", lambda d: d)  # as if MPS were here
+    assert doctor.main(["--parity", "mps"]) == 2
+    assert "do not trust mps: training on it failed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("device", "says"), [("mps", "this machine has no mps device"),
+                                               ("cuda:1", "this machine has no cuda:1 device"),
+                                               ("xyz", "xyz is not a device torch knows")])  # fmt: skip
+def test_doctor_parity_on_a_device_this_machine_lacks_is_one_line(monkeypatch, capsys, device, says):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert doctor.main(["--parity", device]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {says}") and err.count("\n") == 1
 
 
 def test_without_an_accelerator_there_is_nothing_to_compare(monkeypatch):
@@ -181,6 +245,14 @@ def test_the_device_is_cuda_then_mps_then_the_cpu(monkeypatch, cuda, mps, chosen
     assert profiles.default_device() == chosen
 
 
+def test_a_chapter_on_a_mac_says_it_runs_on_mps(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    profile = profiles.Profile("cpu", "no CUDA GPU found", profiles.default_device(),
+                               load_config("cpu"), Path("."))  # fmt: skip
+    assert "device: mps (Apple" in profile.describe() and "untested" in profile.describe()
+
+
 def test_auto_resolves_to_mps_after_cuda_and_a_missing_device_is_one_line():
     from gpt1_lib.config import ConfigError
     from gpt1_lib.precision import choose_precision, resolve_device
@@ -192,8 +264,10 @@ def test_auto_resolves_to_mps_after_cuda_and_a_missing_device_is_one_line():
         resolve_device("mps", cuda_available=False, mps_available=False)
     assert load_config("smoke", ["device=mps"])["device"] == "mps"  # a config may ask for it
     assert choose_precision("mps", "auto").dtype == torch.float32  # MPS trains in float32
-    with pytest.raises(ConfigError, match="MPS is untested"):
-        choose_precision("mps", "float16")
+    half = choose_precision("mps", "float16")  # unless asked: what MPS's autocast supports
+    assert half.dtype == torch.float16 and half.use_scaler and "untested" in (half.note or "")
+    brain = choose_precision("mps", "bfloat16")
+    assert brain.dtype == torch.bfloat16 and not brain.use_scaler and "--parity" in (brain.note or "")
 
 
 def test_without_a_band_a_flat_loss_is_named_only_while_it_is_high(tmp_path, band):

@@ -28,6 +28,7 @@ BAD = {
     "binary": (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8, "holds binary data (a NUL byte at offset"),
     "latin-1": ("café crème brûlée\n".encode("latin-1") * 500, "is not UTF-8 text"),
     "too short": (b"To be, or not to be, that is the question.\n" * 20, "is too short to train on"),
+    "utf-16": ("To be, or not to be\n".encode("utf-16") * 500, "is UTF-16 text, not UTF-8"),
 }
 
 

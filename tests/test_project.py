@@ -15,6 +15,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 import yaml
+from tool_helpers import import_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -160,12 +161,7 @@ def test_environment_yml_names_the_same_packages_as_pyproject():
 
 
 def _export_module():
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        import export
-    finally:
-        sys.path.remove(str(ROOT / "tools"))
-    return export
+    return import_tool("export")
 
 
 def test_the_exporter_puts_methods_grown_cell_by_cell_into_their_class():
@@ -326,11 +322,7 @@ def test_no_exported_cell_is_longer_than_60_lines():
 def test_the_machinery_share_counts_sections_and_cells_as_contributing_says(tmp_path):
     import nbformat
 
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        import machinery_share
-    finally:
-        sys.path.remove(str(ROOT / "tools"))
+    machinery_share = import_tool("machinery_share")
     code, md = nbformat.v4.new_code_cell, nbformat.v4.new_markdown_cell
     nb = nbformat.v4.new_notebook()
     nb.cells = [
@@ -360,11 +352,7 @@ CORE_BUDGET = 2_100  # code lines: "the core <= about 2,000 lines" (CONTRIBUTING
 def test_the_core_is_small_enough_to_read_in_one_sitting(tmp_path):
     """The core's size, counted as CONTRIBUTING.md says: code lines (no blank, comment or
     docstring line) of the modules chapters 01-09 export, the machinery modules aside."""
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        import machinery_share
-    finally:
-        sys.path.remove(str(ROOT / "tools"))
+    machinery_share = import_tool("machinery_share")
     sample = tmp_path / "sample.py"
     sample.write_text('"""A module\ndocstring."""\n\n# a comment\nimport os\n\n\n'
                       'def f():\n    """One line."""\n    return os.sep  # counted\n')  # fmt: skip
@@ -380,11 +368,7 @@ def test_the_core_is_small_enough_to_read_in_one_sitting(tmp_path):
 
 
 def test_no_core_chapter_is_more_than_15_percent_machinery():
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        import machinery_share
-    finally:
-        sys.path.pop(0)
+    machinery_share = import_tool("machinery_share")
     chapters = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     shares = {p.stem: machinery_share.share(p) for p in chapters}
     assert len(shares) == 9

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tool_helpers import import_tool
 
 try:
     import tomllib
@@ -65,17 +66,59 @@ def test_every_notebook_has_an_open_in_colab_badge_for_this_repository():
         assert badge in README, f"README lacks the Colab badge for {name}"
 
 
+def _links():
+    return import_tool("links")
+
+
 def test_the_ref_readers_get_exists_main_or_a_tag_of_this_repository():
     """A badge opens `blob/REF/...` and an install cell installs `@REF`: a ref the repository
-    lacks is a 404 on GitHub and a failed first cell on Colab."""
+    lacks is a 404 on GitHub and a failed first cell on Colab. `main` must be a branch of the
+    checkout (local, or a remote's), a release a tag (CI fetches both: `fetch-depth: 0`)."""
     if not (ROOT / ".git").exists():
         pytest.skip("not a git checkout: its tags cannot be listed")
     tags = subprocess.run(["git", "tag", "--list"], cwd=ROOT, capture_output=True, text=True,
                           check=True).stdout.split()  # fmt: skip
-    assert REF == "main" or REF in tags, (
-        f"[tool.gpt1_book] ref = {REF!r} is neither `main` nor a tag of this repository "
-        f"(tags: {tags or 'none'}): set it to main, or cut the release (CONTRIBUTING.md)"
+    assert _links().ref_exists(REF), (
+        f"[tool.gpt1_book] ref = {REF!r} is neither the branch `main` nor a tag of this "
+        f"repository (tags: {tags or 'none'}): set it to main, or cut the release (CONTRIBUTING.md)"
     )
+
+
+def test_the_ref_check_wants_main_to_be_a_branch_and_a_release_to_be_a_tag(tmp_path):
+    """The check above can fail: `main` in a repository whose only branch is another, or a tag
+    that was never made, is refused; a local main, a remote's main and a tag pass."""
+    ref_exists = _links().ref_exists
+
+    def git(*args: str, cwd: Path = tmp_path / "repo") -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd,
+                       check=True, capture_output=True)  # fmt: skip
+
+    (tmp_path / "repo").mkdir()
+    git("init", "-q", "-b", "trunk")
+    git("commit", "-q", "--allow-empty", "-m", "first")
+    repo = tmp_path / "repo"
+    assert not ref_exists("main", repo) and not ref_exists("v0.1.0", repo)
+    git("tag", "v0.1.0")
+    assert ref_exists("v0.1.0", repo) and not ref_exists("main", repo)
+    git("clone", "-q", str(repo), str(tmp_path / "clone"), cwd=tmp_path)
+    git("branch", "main")
+    git("fetch", "-q", "origin", cwd=tmp_path / "clone")
+    git("checkout", "-q", "--detach", cwd=tmp_path / "clone")
+    git("branch", "-D", "trunk", cwd=tmp_path / "clone")
+    assert ref_exists("main", tmp_path / "clone"), "main as origin/main only, as CI checks out a PR"
+    assert ref_exists("main", repo) and not ref_exists("trunk-typo", repo)
+
+
+def test_ci_checks_out_the_tags_and_branches_the_ref_check_reads():
+    """actions/checkout's default is one commit without tags: the ref check would then fail
+    after every release, and find `main` only on pushes to main."""
+    import yaml
+
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "test.yml").read_text())
+    steps = workflow["jobs"]["test"]["steps"]
+    checkout = next(s for s in steps if str(s.get("uses", "")).startswith("actions/checkout"))
+    assert checkout.get("with", {}).get("fetch-depth") == 0, checkout
+    assert checkout["with"].get("fetch-tags") is True, checkout
 
 
 def test_colab_links_name_only_existing_notebooks_of_this_repository():
@@ -112,11 +155,7 @@ def test_every_badge_and_install_cell_comes_from_pyproject():
 
 def test_the_links_check_notices_a_stale_badge(tmp_path, monkeypatch):
     """The check above can fail: a badge left at another ref is reported."""
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        import links
-    finally:
-        sys.path.remove(str(ROOT / "tools"))
+    links = _links()
     readme = tmp_path / "README.md"
     readme.write_text(README.replace(f"/blob/{REF}/", "/blob/v0.0.1-stale/", 1))
     monkeypatch.setattr(links, "README", readme)

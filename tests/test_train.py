@@ -406,7 +406,11 @@ def test_nan_loss_stops_without_touching_the_checkpoint(corpus, work_dir, tmp_pa
     ):
         train(tiny_config(corpus), tmp_path, progress=False, work_dir=work_dir)
     assert read_checkpoint(tmp_path / LAST)["step"] == 6  # written with the best of update 6
-    assert max(r["step"] for r in read_metrics(tmp_path)) == 7
+    records = read_metrics(tmp_path)  # its last line is the update that diverged, for the doctor
+    assert [r["step"] for r in records][-2:] == [7, 8] and math.isnan(records[-1]["train_loss"])
+    from gpt1_lib.health import diagnose
+
+    assert any(line.startswith("NaN: the loss is not a number from update 8") for line in diagnose(tmp_path))
 
 
 def test_out_of_memory_says_which_setting_to_lower(capsys, corpus, work_dir, tmp_path, monkeypatch):

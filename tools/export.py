@@ -115,6 +115,7 @@ def _ruff(args: list[str], source: str) -> str:
         input=source,
         capture_output=True,
         text=True,
+        encoding="utf-8",  # ruff's stdin and stdout are UTF-8 (the locale's may be cp1252)
         cwd=ROOT,
     )
     if result.returncode not in (0, 1) or not result.stdout:
@@ -215,17 +216,17 @@ def export(check: bool = False) -> int:
     expected = {module_path(m.name): (m, render(m)) for m in modules.values()}
     problems = []
     for path, (module, text) in expected.items():
-        if path.exists() and path.read_text() == text:
+        if path.exists() and path.read_text(encoding="utf-8") == text:
             continue
         owner = ", ".join(module.notebooks)
         if check:
             problems.append(f"{path.relative_to(ROOT)} is not in sync with {owner}")
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
+            path.write_text(text, encoding="utf-8", newline="\n")
             print(f"wrote {path.relative_to(ROOT)} from {owner}")
     for path in PACKAGE.rglob("*.py"):
-        if path not in expected and path.read_text().startswith(GENERATED_MARK):
+        if path not in expected and path.read_text(encoding="utf-8").startswith(GENERATED_MARK):
             if check:
                 problems.append(f"{path.relative_to(ROOT)} is generated but no notebook exports it")
             else:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -72,6 +73,19 @@ def _sync(nb) -> bool:
         if cell.cell_type == "markdown" and (new := sync_text(cell.source)) != cell.source:
             cell.source, changed = new, True
     return changed
+
+
+def ref_exists(ref: str, root: Path = ROOT) -> bool:
+    """Can readers open `ref`? A tag of the repository, or `main` as one of its branches (a local
+    branch or a remote's: CI checks out a pull request's merge commit with `main` only as
+    `origin/main`). Needs the refs in the checkout: CI fetches with `fetch-depth: 0`."""
+    names = subprocess.run(
+        ["git", "for-each-ref", "--format=%(refname)", "refs/tags", "refs/heads", "refs/remotes"],
+        cwd=root, capture_output=True, text=True, encoding="utf-8", check=True,
+    ).stdout.split()  # fmt: skip
+    if f"refs/tags/{ref}" in names:
+        return True
+    return ref == "main" and any(re.fullmatch(r"refs/(heads|remotes/[^/]+)/main", n) for n in names)
 
 
 def notebooks() -> list[Path]:

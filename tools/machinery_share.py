@@ -81,7 +81,7 @@ def share(path: Path) -> tuple[int, int]:
 
 def module_code_lines(path: Path) -> int:
     """Lines of a Python file that are neither blank, nor only a comment, nor in a docstring."""
-    source = path.read_text()
+    source = path.read_text(encoding="utf-8")
     docstrings: set[int] = set()
     for node in ast.walk(ast.parse(source)):
         body = getattr(node, "body", None)
@@ -104,7 +104,7 @@ def core_modules() -> dict[str, int]:
     return {
         path.stem: module_code_lines(path)
         for path in sorted((ROOT / "gpt1_lib").glob("*.py"))
-        if chapter.match(path.read_text()) and path.stem not in MACHINERY
+        if chapter.match(path.read_text(encoding="utf-8")) and path.stem not in MACHINERY
     }
 
 

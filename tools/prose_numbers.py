@@ -27,6 +27,7 @@ The README is checked the same way against what it quotes: the numbers in
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import re
 import sys
@@ -188,7 +189,8 @@ def quoted_constants(markdown: str, where: str) -> tuple[list[ProseNumber], list
             listed.append(number)
             for path in PATH_IN_REASON.findall(reason):
                 source = ROOT / path
-                if source.is_file() and not number.printed_in(printed_numbers(source.read_text())):
+                said = source.read_text(encoding="utf-8") if source.is_file() else None
+                if said is not None and not number.printed_in(printed_numbers(said)):
                     problems.append(Problem(where, number.text, f"is quoted from {path}, which "
                                                                 "does not hold it"))  # fmt: skip
     return listed, problems
@@ -213,7 +215,7 @@ def check_markdown(markdown: str, printed: list[float], where: str) -> list[Prob
 
 
 def check_notebook(path: Path) -> list[Problem]:
-    cells = json.loads(path.read_text())["cells"]
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
     printed = printed_numbers("\n".join(output_text(c) for c in cells if c["cell_type"] == "code"))
     name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
     return [
@@ -226,10 +228,11 @@ def check_notebook(path: Path) -> list[Problem]:
 
 def check_readme(readme: Path, results: Iterable[Path], notebooks: Iterable[Path]) -> list[Problem]:
     """The README against what it quotes: benchmark results and the notebooks' outputs."""
-    text = "\n".join(p.read_text() for p in results)
+    text = "\n".join(p.read_text(encoding="utf-8") for p in results)
     for nb in notebooks:
-        text += "\n".join(output_text(c) for c in json.loads(nb.read_text())["cells"])
-    return check_markdown(readme.read_text(), printed_numbers(text), readme.name)
+        cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
+        text += "\n".join(output_text(c) for c in cells)
+    return check_markdown(readme.read_text(encoding="utf-8"), printed_numbers(text), readme.name)
 
 
 def check_book(root: Path = ROOT) -> list[Problem]:
@@ -247,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         problems = [p for nb in args.notebooks for p in check_notebook(nb.resolve())]
     else:
         problems = check_book()
+    if isinstance(sys.stdout, io.TextIOWrapper):  # a cp1252 pipe (Windows) lacks letters we quote
+        sys.stdout.reconfigure(errors="backslashreplace")
     for problem in problems:
         print(problem)
     return 1 if problems else 0

@@ -92,7 +92,9 @@ def write_times(times: dict[str, float], total: float) -> None:
         f"| all | {total:.0f} ({total / 60:.1f} min) |",
         "",
     ]
-    (ROOT / "benchmarks" / "results" / "course.md").write_text("\n".join(lines))
+    (ROOT / "benchmarks" / "results" / "course.md").write_text(
+        "\n".join(lines), encoding="utf-8", newline="\n"
+    )
 
 
 if __name__ == "__main__":
