@@ -7,8 +7,8 @@ same seeds everywhere, so runs pair by seed and by example), and the script keep
 statistician needs, not only the means:
 
 1. **The sweep, on `valid` only** (the test split is not even handed to the loop): coordinate
-   ascent from GPT-1's setting (lr 6.25e-5, 3 epochs, 600 examples) over lr in LRS, epochs in
-   EPOCHS and the example cap in CAPS (None: all). Each pass tries every value of each axis
+   ascent from GPT-1's setting (lr 6.25e-5, 3 epochs, 600 examples) over FULL's grid of lr,
+   epochs (fewer than GPT-1's three too) and the example cap (None: all). Each pass tries every value of each axis
    holding the others (all three tasks, all seeds) and moves to the best; the passes repeat
    until one changes nothing. A best lr or epochs at the top of its grid grows the grid (lr x4,
    epochs x2, up to LIMITS). A setting's score is the mean over tasks and seeds of the LAST
@@ -28,7 +28,7 @@ statistician needs, not only the means:
    model has seen).
 
 Every finished run is one line of CACHE/runs.jsonl (the first line names the sha256 of the
-language model and of the tasks); a restart skips the runs there, so the study can be stopped
+language model's weights and of the tasks); a restart skips the runs there, so the study can be stopped
 and resumed at any time (`--fresh` starts over). Two worker processes, one thread each, cheap
 runs first. The result is written once, at the end, atomically.
 
@@ -37,7 +37,8 @@ runs first. The result is written once, at the end, atomically.
 
 The JSON (predictions and correctness are strings of digits, one per example, in split order;
 every per-seed list is in the order of `seeds`; accuracies are fractions):
-  written, language_model, checkpoint_sha256, quick, seeds, seconds
+  written, language_model, weights_sha256, quick, seeds, seconds (this invocation's),
+  run_seconds (the sum of every cached run's time, one core each)
   tasks[t]: kind, chance, train, valid, test (sizes), labels {valid, test} (digits)
   grid {lr, epochs, cap}: the values tried (grown ones included); start; limits
   search: [{pass, axis, lr, epochs, cap, score}] every setting in the order first run;
@@ -57,7 +58,9 @@ every per-seed list is in the order of `seeds`; accuracies are fractions):
   valid_accuracies [[every epoch] per seed], collapsed [bool per seed: one class on test]}
   rerun_same: the recipe's test runs had the sweep's validation accuracies (runs are exact)
   collapsed: [{where, task, seed, split, weights}] every run that predicts a single class
-  cues[t][feature]: test accuracy of the rule; cue_kinds[feature]: surface, word order, context,
+  cues[t][feature]: test accuracy of the rule; cue_correct[t][feature]: its 0/1 per test example
+  (digits); cue_train[t][feature]: its accuracy on train, where it was fitted (what chooses a
+  task's strongest rule); cue_kinds[feature]: surface, word order, context,
   or a language model of sorts
 """
 
@@ -88,6 +91,7 @@ sys.path.insert(0, str(ROOT))
 from gpt1_lib.atomic import write_text_atomically  # noqa: E402
 from gpt1_lib.checkpoint import load_model  # noqa: E402
 from gpt1_lib.corpus import fetch  # noqa: E402
+from gpt1_lib.finetune import weights_sha256  # noqa: E402
 from gpt1_lib.finetune_loop import FineTuner, finetune_config, prepare  # noqa: E402
 from gpt1_lib.finetune_model import predict  # noqa: E402
 from gpt1_lib.profiles import load_config  # noqa: E402
@@ -100,7 +104,7 @@ from gpt1_lib.zero_shot import zero_shot_correct  # noqa: E402
 OUT = ROOT / "benchmarks" / "results" / "finetune_study.json"
 RUN = ROOT / "build" / "cpu" / "runs" / "06_training"  # chapter 06's run of the cpu preset
 CACHE = ROOT / "build" / "finetune_study"
-FULL: dict[str, Any] = {"seeds": 5, "grid": {"lr": [6.25e-5, 6.25e-4, 2.5e-3, 1e-2], "epochs": [3, 6, 12],
+FULL: dict[str, Any] = {"seeds": 5, "grid": {"lr": [6.25e-5, 6.25e-4, 2.5e-3, 1e-2], "epochs": [1, 2, 3, 6, 12],
                              "cap": [300, 600, None]},
         "start": {"lr": 6.25e-5, "epochs": 3, "cap": 600}, "limits": {"lr": 4e-2, "epochs": 24},
         "train": None}  # fmt: skip
@@ -250,25 +254,27 @@ def _true_text(task: Task, e: Example) -> str | None:
     return e.text + " " + (e.text_b or "") if task.kind == "entailment" else e.text
 
 
-def rule_accuracy(task: Task, train: list, test: list) -> float:
-    """Test accuracy of the best one-feature rule fitted on train's values: for multiple choice
-    "the choice with the larger (or smaller) value"; else "class 1 iff value >= t" (or <=)."""
+def rule_correct(task: Task, train: list, test: list) -> tuple[float, list[int]]:
+    """The best one-feature rule fitted on train's values: its train accuracy (what a rule is
+    chosen by) and whether it gets each test example right (example by example, so a model's
+    answers can be split by the rule's). For multiple choice "the choice with the larger (or
+    smaller) value"; else "class 1 iff value >= t" (or <=)."""
     tr, te = task.splits["train"], task.splits["test"]
     if task.kind == "multiple_choice":
 
-        def right(sign: int, values: list, examples: list[Example]) -> int:
+        def right(sign: int, values: list, examples: list[Example]) -> list[int]:
             picks = [max(range(len(v)), key=lambda i: sign * v[i]) for v in values]
-            return sum(p == e.label for p, e in zip(picks, examples))
+            return [int(p == e.label) for p, e in zip(picks, examples)]
 
-        sign = max((1, -1), key=lambda s: right(s, train, tr))
-        return right(sign, test, te) / len(te)
+        sign = max((1, -1), key=lambda s: sum(right(s, train, tr)))
+        return sum(right(sign, train, tr)) / len(tr), right(sign, test, te)
 
-    def hits(sign: int, t: float, values: list, examples: list[Example]) -> int:
-        return sum((sign * v[0] >= sign * t) == bool(e.label) for v, e in zip(values, examples))
+    def hits(sign: int, t: float, values: list, examples: list[Example]) -> list[int]:
+        return [int((sign * v[0] >= sign * t) == bool(e.label)) for v, e in zip(values, examples)]
 
     rules = [(sign, t) for t in sorted({v[0] for v in train}) for sign in (1, -1)]
-    sign, t = max(rules, key=lambda rule: hits(rule[0], rule[1], train, tr))
-    return hits(sign, t, test, te) / len(te)
+    sign, t = max(rules, key=lambda rule: sum(hits(rule[0], rule[1], train, tr)))
+    return sum(hits(sign, t, train, tr)) / len(tr), hits(sign, t, test, te)
 
 
 def _surface(kind: str, feature: Callable[[str], float]) -> Relation:
@@ -277,19 +283,19 @@ def _surface(kind: str, feature: Callable[[str], float]) -> Relation:
     return lambda _, s: feature(s)
 
 
-def cue_checks(tasks: dict[str, Task], folds: int = 5) -> tuple[dict, dict[str, str]]:
+def cue_checks(tasks: dict[str, Task], folds: int = 5) -> tuple[dict, dict[str, str], dict, dict]:
     """Each task's rules: surface features (for a pair, the second half's minus the first's),
     word order (`classification`), the context (`multiple_choice`), and the bigram model fitted
     on train's real texts (train scored out-of-fold, test by the model of all of train)."""
     kinds = {**dict.fromkeys(SURFACE, "surface"), **dict.fromkeys(WORD_ORDER, "word order"),
              **dict.fromkeys(CONTEXT, "context"), BIGRAM: "a language model of sorts"}  # fmt: skip
-    cues: dict[str, dict[str, float]] = {}
+    fitted: dict[str, dict[str, tuple[float, list[int]]]] = {}
     for name, task in tasks.items():
         relations = {f: _surface(task.kind, g) for f, g in SURFACE.items()}
         relations |= WORD_ORDER if task.kind == "classification" else {}
         relations |= CONTEXT if task.kind == "multiple_choice" else {}
         tr, te = task.splits["train"], task.splits["test"]
-        cues[name] = {f: rule_accuracy(task, [[r(c, s) for c, s in _parts(task, e)] for e in tr],
+        fitted[name] = {f: rule_correct(task, [[r(c, s) for c, s in _parts(task, e)] for e in tr],
                                        [[r(c, s) for c, s in _parts(task, e)] for e in te])
                       for f, r in relations.items()}  # fmt: skip
         models = [Bigram([t for i, e in enumerate(tr) if i % folds != k and (t := _true_text(task, e))])
@@ -299,21 +305,15 @@ def cue_checks(tasks: dict[str, Task], folds: int = 5) -> tuple[dict, dict[str, 
         train_values = [[models[i % folds].score(c, s, sep) for c, s in _parts(task, e)]
                         for i, e in enumerate(tr)]  # fmt: skip
         test_values = [[full.score(c, s, sep) for c, s in _parts(task, e)] for e in te]
-        cues[name][BIGRAM] = rule_accuracy(task, train_values, test_values)
-    return cues, kinds
+        fitted[name][BIGRAM] = rule_correct(task, train_values, test_values)
+    cues = {t: {f: sum(c) / len(c) for f, (_, c) in by.items()} for t, by in fitted.items()}
+    train = {t: {f: acc for f, (acc, _) in by.items()} for t, by in fitted.items()}
+    return cues, kinds, {t: {f: "".join(map(str, c)) for f, (_, c) in by.items()} for t, by in fitted.items()}, train
 
 
 def key(job: dict[str, Any]) -> str:
     return json.dumps([job["task"], sorted(job["overrides"].items()), job["seed"], job["cap"],
                        job["test"]])  # fmt: skip
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class StudyError(Exception):
@@ -341,9 +341,10 @@ class Cache:
             old = json.loads(lines[0])
         except (json.JSONDecodeError, IndexError):
             old = {}
-        for name in ("checkpoint_sha256", "tasks_sha256", "quick"):
+        for name in ("weights_sha256", "tasks_sha256", "quick"):
             if old.get(name) != header[name]:
-                raise StudyError(f"{path} was made with another {name.split('_')[0]} ({name} "
+                what = {"weights_sha256": "language model", "tasks_sha256": "set of tasks"}.get(name, name)
+                raise StudyError(f"{path} was made with another {what} ({name} "
                                  f"{old.get(name)} there, {header[name]} now): pass --fresh to "
                                  "start over, or --cache DIR for a new cache")  # fmt: skip
         for line in lines[1:]:
@@ -524,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     examples = json.dumps({t: {s: [dataclasses.astuple(e) for e in x] for s, x in task.splits.items()}
                            for t, task in tasks.items()})  # fmt: skip
     header = {"checkpoint": str((RUN / "ckpt_best.pt").relative_to(ROOT)),
-              "checkpoint_sha256": sha256(RUN / "ckpt_best.pt"),
+              "weights_sha256": weights_sha256(load_model(RUN, which="best")),
               "tasks_sha256": hashlib.sha256(examples.encode()).hexdigest(), "quick": args.quick}  # fmt: skip
     cache_dir = args.cache or (CACHE / "quick" if args.quick else CACHE)
     try:
@@ -572,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
     study.close()
     result: dict[str, Any] = {
         "written": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
-        "language_model": str(RUN.relative_to(ROOT)), **{k: header[k] for k in ("checkpoint_sha256",)},
+        "language_model": str(RUN.relative_to(ROOT)), "weights_sha256": header["weights_sha256"],
         "quick": args.quick, "seeds": seeds,
         "tasks": {t: {"kind": task.kind, "chance": task.chance, "train": len(task.splits["train"]),
                       "valid": len(task.splits["valid"]), "test": len(task.splits["test"]),
@@ -590,8 +591,9 @@ def main(argv: list[str] | None = None) -> int:
         "all_examples": more, "own_best": own_best, "rerun_same": rerun_same,
     }  # fmt: skip
     result["collapsed"] = collapsed_runs(result)
-    result["cues"], result["cue_kinds"] = cue_checks(tasks)
-    result["seconds"] = time.perf_counter() - started
+    result["cues"], result["cue_kinds"], result["cue_correct"], result["cue_train"] = cue_checks(tasks)
+    result["seconds"] = time.perf_counter() - started  # this invocation's: cached runs cost nothing
+    result["run_seconds"] = sum(run["seconds"] for run in cache.runs.values())  # every run's, one core each
     write_text_atomically(args.out, json.dumps(result, separators=(",", ":")) + "\n")
     print(f"wrote {args.out} in {result['seconds'] / 60:.1f} min ({study.done} runs run, the "
           f"rest cached)")  # fmt: skip

@@ -37,6 +37,11 @@ from gpt1_lib.task_files import load_task
 from gpt1_lib.tasks import Task
 from gpt1_lib.train_cli import USER_ERRORS  # one line each, no traceback (section 3)
 
+ONE_SEED = (
+    "test_accuracy is one run, one seed: another seed moves it, and so does another draw of "
+    "test examples; chapter 09 §9 gives intervals over five seeds"
+)
+
 
 def load_language_model(source: str | Path, device: str = "cpu") -> tuple[GPT, Tokenizer]:
     """`load`, with its one-line error said as fine-tuning's."""
@@ -57,17 +62,23 @@ def resumed_settings(
     return {**own, **parse_overrides(overrides)}
 
 
+def weights_sha256(gpt: torch.nn.Module) -> str:
+    """The sha256 of a model's weights, name by name: the same weights give the same digest
+    whatever file (and whatever metadata beside them) they were saved in."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(gpt.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
 def run_inputs(gpt: GPT, tokenizer: Tokenizer, task: Task) -> dict[str, str]:
     """What a fine-tuning run fine-tunes, by content: digests of the task's examples, of the
     pre-trained weights and of their tokenizer. A checkpoint records them; a resume whose task
     file, pre-training run or tokenizer changed under the same name is refused."""
-    weights = hashlib.sha256()
-    for name, tensor in sorted(gpt.state_dict().items()):
-        weights.update(name.encode())
-        weights.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
     examples = {s: [dataclasses.asdict(e) for e in exs] for s, exs in task.splits.items()}
     return {"task": hashlib.sha256(json.dumps(examples, sort_keys=True).encode()).hexdigest(),
-            "pretrained": weights.hexdigest(),
+            "pretrained": weights_sha256(gpt),
             "tokenizer": hashlib.sha256(tokenizer.to_str().encode()).hexdigest()}  # fmt: skip
 
 
@@ -103,6 +114,9 @@ def run(checkpoint: str | Path, task: str | Path | Task, out_dir: str | Path,
     out = Path(out_dir)  # chapter 06's run folder: a refused run writes nothing
     tuner = FineTuner(cfg, model, data, out, progress, inputs, tokenizer)
     summary = tuner.fit(resume, until, overwrite)
+    if "test_accuracy" in summary:
+        summary["test_examples"] = len(task.splits["test"])
+        summary["note"] = ONE_SEED
     if "test_accuracy" in summary and tuner.procs.main:  # under torchrun, one process exports
         summary["hf"] = save_hf(model, tokenizer, out / HF, labels=task.labels)
     return {"task": task.name, "kind": task.kind, "chance": task.chance, **summary}

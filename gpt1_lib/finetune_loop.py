@@ -30,6 +30,7 @@ from gpt1_lib.finetune_model import (
     device_of,
     encode_task,
     grow_vocab,
+    predict,
 )
 from gpt1_lib.loop import TrainingLoop
 from gpt1_lib.model import GPT, init_weights
@@ -241,13 +242,15 @@ class FineTuner(TrainingLoop):
         finished, the model keeps the best validation weights (GPT-1's, not its last) and, if its
         data has a test split, their test accuracy. Without one (a search of settings, which must
         choose on `valid` alone) the test examples are never read."""
-        summary = {"steps": self.step, "total_steps": self.max_steps, "seconds": self.seconds,
+        summary: dict[str, Any] = {"steps": self.step, "total_steps": self.max_steps, "seconds": self.seconds,
                    "best_valid_accuracy": self.best_val if self.best_state is not None else None,
                    "valid_accuracies": list(self.valid_accuracies)}  # fmt: skip
         if self.step == self.max_steps and self.best_state is not None:
             self.raw.load_state_dict(self.best_state)  # finished: the weights GPT-1 would keep
-            if len(self.data.get("test", ())):
-                summary["test_accuracy"] = accuracy(self.task_model, self.data["test"])
+            if len(self.data.get("test", ())):  # example by example too, so runs can be paired
+                right = predict(self.task_model, self.data["test"]) == self.data["test"].labels
+                summary["test_accuracy"] = right.float().mean().item()
+                summary["test_correct"] = "".join(str(int(r)) for r in right)
         return summary
 
 

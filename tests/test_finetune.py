@@ -560,6 +560,8 @@ def test_a_run_directory_resumes_exactly(tokenizer, tmp_path):
     model_a, data, _ = fresh(tokenizer, cfg)
     done = finetune(model_a, data, cfg, tmp_path / "A", progress=False)
     assert done["steps"] == 18 and "test_accuracy" in done
+    assert len(done["test_correct"]) == len(data["test"])  # example by example, to pair runs
+    assert done["test_correct"].count("1") / len(data["test"]) == pytest.approx(done["test_accuracy"])
     assert {"ckpt_last.pt", "ckpt_best.pt", "metrics.jsonl"} <= {
         p.name for p in (tmp_path / "A").iterdir()
     }
@@ -656,6 +658,8 @@ def test_cli_fine_tunes_a_pretraining_run_into_its_directory(
     summary = json.loads(out)
     assert summary["task"] == "crown" and summary["kind"] == "classification"
     assert summary["steps"] == summary["total_steps"] == 8 and "test_accuracy" in summary
+    assert summary["note"].startswith("test_accuracy is one run, one seed")  # not a result to quote alone
+    assert summary["test_examples"] == len(ft.resolve_task(task_file).splits["test"])
     files = {p.name for p in (tmp_path / "ft").iterdir()}
     assert {"ckpt_last.pt", "ckpt_best.pt", "metrics.jsonl", "tokenizer.json",
             "config.yaml", "hf"} <= files  # fmt: skip

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import random
+import re
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 import torch
 from training_helpers import make_corpus, one_thread  # noqa: F401 (an autouse fixture)
 
+from gpt1_lib.finetune_loop import FINETUNE_DEFAULTS
 from gpt1_lib.model import GPT, GPTConfig
 from gpt1_lib.tasks import Example, Task
 from gpt1_lib.tokenizer import train_tokenizer
@@ -24,7 +26,7 @@ study = importlib.util.module_from_spec(spec)
 sys.modules["finetune_study"] = study
 spec.loader.exec_module(study)
 
-HEADER = {"checkpoint_sha256": "aa", "tasks_sha256": "bb", "quick": False}
+HEADER = {"weights_sha256": "aa", "tasks_sha256": "bb", "quick": False}
 
 
 def a_run(seed: int, **fields) -> dict:
@@ -49,8 +51,8 @@ def test_the_cache_cuts_a_torn_last_line_and_keeps_the_runs_before_it(tmp_path):
 def test_the_cache_refuses_another_language_model_in_one_line_unless_fresh(tmp_path):
     path = tmp_path / "runs.jsonl"
     study.Cache(path, HEADER, fresh=False).add(a_run(0))
-    other = {**HEADER, "checkpoint_sha256": "cc"}
-    with pytest.raises(study.StudyError, match="another checkpoint .*--fresh") as err:
+    other = {**HEADER, "weights_sha256": "cc"}
+    with pytest.raises(study.StudyError, match="another language model .*--fresh") as err:
         study.Cache(path, other, fresh=False)
     assert "\n" not in str(err.value)
     assert study.Cache(path, other, fresh=True).runs == {}
@@ -99,7 +101,7 @@ def test_the_search_grows_an_axis_whose_best_is_its_edge_and_runs_each_setting_o
     found = study.search(fake, ["t"], [0, 1])
     assert found["chosen"] == {"lr": 4e-2, "epochs": 12, "cap": None}
     assert found["grid"]["lr"] == [6.25e-5, 6.25e-4, 2.5e-3, 1e-2, 4e-2]  # 1.6e-1: over the limit
-    assert found["grid"]["epochs"] == [3, 6, 12, 24]  # 12 was the edge: 24 tried, and worse
+    assert found["grid"]["epochs"] == [1, 2, 3, 6, 12, 24]  # 12 was the edge: 24 tried, and worse
     settings = [(p["lr"], p["epochs"], p["cap"]) for p in found["search"]]
     assert len(settings) == len(set(settings))  # each setting run once
     assert len(fake.jobs) == 2 * len(settings)  # every seed of every setting, nothing more
@@ -180,7 +182,36 @@ def test_word_order_and_bigram_cues_see_a_shuffle_that_surface_features_cannot()
         return Example(i % 2, " ".join(words).capitalize() + ".")
 
     splits = {s: [example(i) for i in range(n)] for s, n in (("train", 200), ("valid", 0), ("test", 100))}
-    cues, kinds = study.cue_checks({"s": Task("s", "classification", ("shuffled", "real"), splits, "")})
+    cues, kinds, correct, train = study.cue_checks({"s": Task("s", "classification", ("shuffled", "real"), splits, "")})
+    assert set(train["s"]) == set(cues["s"]) and train["s"][study.BIGRAM] >= 0.9  # out-of-fold, still right
+    assert all(len(c) == len(splits["test"]) and c.count("1") / len(c) == cues["s"][f] for f, c in correct["s"].items())
     assert cues["s"]["characters"] <= 0.65 and cues["s"]["words"] <= 0.65  # the same words
     assert cues["s"][study.BIGRAM] >= 0.9 and kinds[study.BIGRAM] == "a language model of sorts"
     assert cues["s"]["function word at the end"] >= 0.6
+
+
+def test_the_cache_is_keyed_by_the_weights_not_the_file(tmp_path):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=32, n_ctx=8, n_embd=8, n_layer=1, n_head=2))
+    twin = GPT(model.config)
+    twin.load_state_dict(model.state_dict())
+    assert study.weights_sha256(model) == study.weights_sha256(twin)  # another file, the same key
+    with torch.no_grad():
+        twin.tokens_embed.weight[0, 0] += 1e-3
+    assert study.weights_sha256(model) != study.weights_sha256(twin)
+
+
+def test_the_recipe_quoted_elsewhere_is_the_one_the_study_chose():
+    """Chapter 09 §7, appendix A4's command line and the README's example pass the recipe's
+    rate (and epochs): when the study chooses another, they must follow."""
+    recipe = json.loads((ROOT / "benchmarks" / "results" / "finetune_study.json").read_text())["recipe"]
+    a4 = (ROOT / "notebooks" / "A4_running_for_real.ipynb").read_text(encoding="utf-8")
+    ch09 = (ROOT / "notebooks" / "09_finetuning.ipynb").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    example = re.search(r"--task next_line --out-dir runs/ft (--set .*?)#", readme)
+    assert example, "README's fine-tuning example is gone"
+    sets = dict(re.findall(r"--set (\w+)=(\S+)", example.group(1)))
+    assert float(re.search(r"RECIPE_LR = ([\d.e-]+)", a4).group(1)) == recipe["lr"]
+    assert float(re.search(r'finetune_config\(\{\\"lr\\": ([\d.e-]+)', ch09).group(1)) == recipe["lr"]
+    assert float(sets["lr"]) == recipe["lr"]
+    assert int(sets.get("epochs", FINETUNE_DEFAULTS["epochs"])) == recipe["epochs"]
