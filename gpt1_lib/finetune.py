@@ -115,10 +115,9 @@ def run(checkpoint: str | Path, task: str | Path | Task, out_dir: str | Path,
     tuner = FineTuner(cfg, model, data, out, progress, inputs, tokenizer)
     summary = tuner.fit(resume, until, overwrite)
     if "test_accuracy" in summary:
-        summary["test_examples"] = len(task.splits["test"])
-        summary["note"] = ONE_SEED
-    if "test_accuracy" in summary and tuner.procs.main:  # under torchrun, one process exports
-        summary["hf"] = save_hf(model, tokenizer, out / HF, labels=task.labels)
+        summary["test_examples"], summary["note"] = len(task.splits["test"]), ONE_SEED
+        if tuner.procs.main:  # under torchrun, one process exports
+            summary["hf"] = save_hf(model, tokenizer, out / HF, labels=task.labels)
     return {"task": task.name, "kind": task.kind, "chance": task.chance, **summary}
 
 
